@@ -1,0 +1,74 @@
+"""Parse quantities the way people write them: `30s`, `5m`, `4KiB`, `1.5k/s`, `99.9%`.
+
+Every parser accepts a plain number too (seconds, bytes, ops/s, fraction) and raises
+`ValueError` with what was expected, so that validation layers can attach file and
+field names.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0,
+                   "h": 3600.0, "d": 86400.0}
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+_RATE_UNITS = {"": 1.0, "k": 1e3, "m": 1e6}
+_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from `250ms`, `30s`, `5m`, `1h30m`, or a bare number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"expected a duration >= 0, got {value}")
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    parts = re.findall(_NUMBER + r"(us|µs|ms|min|s|m|h|d)?", text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"expected a duration like 30s, 5m, 1h30m or 250ms, got {value!r}")
+    return sum(float(n) * _DURATION_UNITS[u or "s"] for n, u in parts)
+
+
+def parse_size(value: str | int | float) -> int:
+    """Bytes from `100B`, `4KiB`, `1MiB`, `1.5KB`, or a bare number of bytes."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"expected a size >= 0, got {value}")
+        return int(value)
+    match = re.fullmatch(_NUMBER + r"\s*([a-zA-Z]*)", str(value).strip())
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _SIZE_UNITS:
+        raise ValueError(f"expected a size like 100B, 4KiB or 1MiB, got {value!r}")
+    return int(round(float(match.group(1)) * _SIZE_UNITS[unit]))
+
+
+def parse_rate(value: str | int | float) -> float:
+    """Operations per second from `5000`, `5k`, `5k/s`, `1.2M/s`."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"expected a rate > 0, got {value}")
+        return float(value)
+    match = re.fullmatch(_NUMBER + r"\s*([kKmM]?)\s*(?:/s|ops/s|rps)?", str(value).strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a rate like 5000, 5k or 5k/s, got {value!r}")
+    return float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
+
+
+def parse_fraction(value: str | int | float) -> float:
+    """A fraction in [0, 1] from `99.9%` or `0.999`."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            result = float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(f"expected a percentage like 99.9%, got {value!r}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    else:
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a fraction like 0.999 or 99.9%, got {value!r}") from None
+    if not 0.0 <= result <= 1.0:
+        raise ValueError(f"expected a fraction between 0 and 1 (or 0% to 100%), got {value!r}")
+    return result
