@@ -1,0 +1,205 @@
+"""What the terminal shows: the summary table with SLO verdicts, and live run progress.
+
+Latencies are stored in microseconds and shown in milliseconds, the unit SLOs for
+caches are written in. Everything reads the summary dict (summary.json), so a table
+printed now and one printed from an old run directory look the same.
+"""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from bench.slo import failures, format_percent, format_us
+
+SHOWN = ("p50", "p99", "p99.9", "max")
+
+
+def ms(us: float | None) -> str:
+    """Microseconds as milliseconds with 3 significant digits (`-` when missing)."""
+    if us is None or (isinstance(us, float) and math.isnan(us)):
+        return "-"
+    return f"{us / 1000:.3g}" if us < 1_000_000 else f"{us / 1000:,.0f}"
+
+
+def percent(fraction: float | None, digits: int = 2) -> str:
+    """0.9312 -> `93.12%` (`-` when missing)."""
+    return "-" if fraction is None else f"{fraction * 100:.{digits}f}%"
+
+
+def rate(ops_per_s: float | None) -> str:
+    """Ops/s for people: 12345.6 -> `12,346`."""
+    return "-" if ops_per_s is None else f"{ops_per_s:,.0f}"
+
+
+def error_kinds_line(summary: dict[str, Any]) -> Text | None:
+    """`errors by kind: get 9 timeout, 3 connection; set 1 server`, None without errors."""
+    parts = []
+    for name, op in summary["ops"].items():
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in op["errors_by_kind"].items() if n)
+        if kinds:
+            parts.append(f"{name} {kinds}")
+    return Text("errors by kind: " + "; ".join(parts), style="red") if parts else None
+
+
+def ops_table(summary: dict[str, Any]) -> Table:
+    """Per op and total: rate, hit ratio, latency percentiles (ms), service p99, errors."""
+    table = Table(title="latency (ms) from intended start; svc = service time from send",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  padding=(0, 1))
+    for column in ("op", "ops/s", "hit%", *SHOWN, "svc p99", "errors"):
+        table.add_column(column, justify="left" if column == "op" else "right")
+    rows = [*summary["ops"].items(), ("total", summary["total"])]
+    for i, (name, op) in enumerate(rows):
+        latency = op["latency_us"]
+        table.add_row(name, rate(op["throughput"]), percent(op["hit_ratio"], 1),
+                      *(ms(latency[key]) for key in SHOWN), ms(op["service_us"]["p99"]),
+                      f"{op['errors']:,}", end_section=i == len(rows) - 2,
+                      style="bold" if name == "total" else None)
+    return table
+
+
+def _verdict_cell(passed: bool | None) -> Text:
+    """PASS in green, FAIL in red, `no data` dim."""
+    if passed is None:
+        return Text("no data", style="dim")
+    return Text("PASS", style="bold green") if passed else Text("FAIL", style="bold red")
+
+
+def _windows_cell(windows: dict[str, Any] | None) -> str:
+    """`58/60 of 10 s (96.7%, need 99%)` or `-` without a window rule."""
+    if not windows or not windows["windows"]:
+        return "-"
+    return (f"{windows['compliant']}/{windows['windows']} of {windows['window_s']:g} s "
+            f"({percent(windows['share'], 1)}, need {format_percent(windows['target'])})")
+
+
+def slo_table(verdict: dict[str, Any]) -> Table:
+    """One row per objective, then the error budget and the hit ratio."""
+    table = Table(title=f"SLO {verdict['name'] or ''}".rstrip(), title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("objective", "observed", "windows", "verdict"):
+        table.add_column(column)
+    for objective in verdict["objectives"]:
+        observed = (f"{percent(objective['observed_fraction'], 3)} under "
+                    f"{format_us(objective['threshold_us'])}; "
+                    f"p{objective['percentile']:g} = {ms(objective['observed_percentile_us'])} ms")
+        table.add_row(objective["name"], observed, _windows_cell(objective["windows"]),
+                      _verdict_cell(objective["passed"]))
+    errors = verdict.get("errors")
+    if errors:
+        burn = errors["burn_rate"]
+        table.add_row(f"errors <= {format_percent(errors['max_fraction'])}"
+                      + ("" if errors["count_timeouts"] else " (timeouts excluded)"),
+                      f"{percent(errors['observed_fraction'], 3)} ({errors['errors']:,}); "
+                      f"burn rate {'-' if burn is None else f'{burn:.2f}x'}",
+                      _windows_cell(errors["windows"]), _verdict_cell(errors["passed"]))
+    hit_ratio = verdict.get("hit_ratio")
+    if hit_ratio:
+        table.add_row(f"hit ratio >= {format_percent(hit_ratio['min'])}",
+                      percent(hit_ratio["observed"]), _windows_cell(hit_ratio["windows"]),
+                      _verdict_cell(hit_ratio["passed"]))
+    return table
+
+
+def verdict_line(summary: dict[str, Any]) -> Text:
+    """The last line: PASS / FAIL and why, or that no SLO was given."""
+    verdict = summary.get("slo")
+    if not verdict:
+        return Text("No SLO given: nothing judged (use --slo FILE or a scenario slo: block)",
+                    style="dim")
+    if verdict["passed"] is None:
+        return Text("SLO not judged: none of its ops ran", style="bold yellow")
+    if verdict["passed"]:
+        return Text("PASS: SLO met", style="bold green")
+    return Text("FAIL: " + "; ".join(failures(verdict)), style="bold red")
+
+
+def header(summary: dict[str, Any]) -> Text:
+    """What ran: scenario, target, duration, whether the run completed."""
+    target = summary.get("target") or {}
+    status = "" if summary.get("completed") else "  [run did not complete]"
+    return Text(f"{summary.get('scenario') or 'run'} against "
+                f"{target.get('url') or target.get('kind') or '?'}: "
+                f"{summary['duration_s']:g} s measured, {summary['total']['count']:,} ops"
+                + status, style="bold")
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    """Print the summary: header, per-op table, SLO table, final verdict line."""
+    console = console or Console()
+    console.print(header(summary))
+    console.print(ops_table(summary))
+    kinds = error_kinds_line(summary)
+    if kinds is not None:
+        console.print(kinds)
+    if summary.get("slo"):
+        console.print(slo_table(summary["slo"]))
+    console.print(verdict_line(summary))
+
+
+class RunProgress:
+    """Live status line for long runs: elapsed/total, achieved vs asked rate, p99, errors.
+
+    The driver calls `update` once per interval. Disabled (every call a no-op) when
+    `quiet` or when the console is not a terminal, so logs and CI output stay clean.
+    Use as a context manager, or call `start` and `stop`.
+    """
+
+    def __init__(self, total_s: float, asked_rate: float | None = None, *,
+                 console: Console | None = None, quiet: bool = False) -> None:
+        self.console = console or Console(stderr=True)
+        self.total_s = total_s
+        self.asked_rate = asked_rate
+        self.enabled = not quiet and self.console.is_terminal
+        self._live: Live | None = None
+        self._state: dict[str, Any] = {"elapsed_s": 0.0, "ops_per_s": None, "p99_us": None,
+                                       "errors": 0, "phase": "starting"}
+
+    def start(self) -> None:
+        """Begin the live display (nothing when disabled)."""
+        if self.enabled and self._live is None:
+            self._live = Live(self.render(), console=self.console, auto_refresh=False,
+                              transient=False)
+            self._live.start()
+
+    def stop(self) -> None:
+        """End the live display, leaving its last state on screen."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def update(self, elapsed_s: float, ops_per_s: float | None, p99_us: float | None,
+               errors: int, phase: str = "measuring") -> None:
+        """New numbers for the last interval: achieved rate, its p99 (us), errors so far."""
+        self._state.update(elapsed_s=elapsed_s, ops_per_s=ops_per_s, p99_us=p99_us,
+                           errors=errors, phase=phase)
+        if self._live is not None:
+            self._live.update(self.render(), refresh=True)
+
+    def render(self) -> Group:
+        """The display: a bar and one line of numbers (also used by tests)."""
+        state = self._state
+        asked = f" / {rate(self.asked_rate)} asked" if self.asked_rate else ""
+        line = Text(f"{state['phase']}: {state['elapsed_s']:.0f}/{self.total_s:.0f} s  "
+                    f"{rate(state['ops_per_s'])} ops/s{asked}  "
+                    f"p99 {ms(state['p99_us'])} ms  errors {state['errors']:,}")
+        bar = ProgressBar(total=max(self.total_s, 1e-9),
+                          completed=min(state["elapsed_s"], self.total_s), width=40)
+        return Group(bar, line)
+
+    def __enter__(self) -> RunProgress:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,284 @@
+"""`bench run` and `bench worker`: plan a run, prefill, launch Locust, analyze the result.
+
+This process never imports Locust (which monkey-patches the standard library); it
+builds a Locust command line around `bench/locustfile.py`, hands it the resolved run
+configuration as JSON in an environment variable (Locust forwards it to workers), and
+watches the run directory that the Locust master writes. When Locust has finished, the
+run directory is analyzed like any other, offline, by `bench.analyze`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import __version__, analyze, cluster, console, rundir
+from bench.errors import EXIT_FAILED, EXIT_OK, InputError, TargetError
+from bench.scenario import Scenario, load_scenario
+from bench.slo import SloSpec, load_slo, parse_slo
+from bench.targets import TargetInfo, open_target, parse_target, server_versions
+from bench.units import parse_duration, parse_rate
+from bench.workload import Workload
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+CONFIG_ENV = "CACHEBENCH_CONFIG"  # read by bench.loadgen
+RESULTS_ROOT = Path("results")
+DEFAULT_TARGET = "local:memcached"
+DEFAULT_DURATION_S = 60.0
+DEFAULT_WARMUP_S = 5.0
+DEFAULT_USERS = 16
+#: Locust's own time limit is a safety net; the run normally ends when every worker
+#: has shipped its last interval.
+RUN_TIME_MARGIN_S = 30.0
+PACKAGES = ("locust", "pymemcache", "redis", "hiredis", "numpy", "hdrhistogram", "gevent")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadPlan:
+    """The load of one run, after flags override the scenario's `load:` block."""
+
+    mode: str
+    rate: float | None
+    arrival: str
+    users: int
+    think_s: float
+    warmup_s: float
+    duration_s: float
+    prefill: bool
+    seed: int
+
+
+def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
+    """Merge flags over the scenario; a flag's bad value names the flag."""
+    load = scenario.load
+    mode = "closed" if args.closed else ("open" if args.rate else load.mode)
+    rate = _flag(parse_rate, args.rate, "--rate") if args.rate else load.rate
+    if mode == "open" and not rate:
+        raise InputError("open-loop load needs a rate: give --rate OPS or load.rate in the "
+                         "scenario, or use --closed", field="--rate")
+    users = args.users if args.users is not None else (load.users or DEFAULT_USERS)
+    if users < 1:
+        raise InputError(f"expected at least 1 user, got {users}", field="--users")
+    return LoadPlan(
+        mode=mode, rate=rate if mode == "open" else None,
+        arrival=args.arrival or load.arrival, users=users,
+        think_s=_flag(parse_duration, args.think, "--think") if args.think else load.think,
+        warmup_s=_flag(parse_duration, args.warmup, "--warmup") if args.warmup
+        else _or(load.warmup, DEFAULT_WARMUP_S),
+        duration_s=_flag(parse_duration, args.duration, "--duration") if args.duration
+        else _or(load.duration, DEFAULT_DURATION_S),
+        prefill=load.prefill if args.prefill is None else args.prefill,
+        seed=args.seed if args.seed is not None else scenario.seed,
+    )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _flag(parse: Any, value: str, flag: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise InputError(str(err), field=flag) from None
+
+
+def resolve_target(args: Namespace, scenario: Scenario) -> TargetInfo:
+    """--target, else the scenario's target, else the local cluster's memcached pool."""
+    url = args.target or scenario.target or DEFAULT_TARGET
+    if url.startswith("local:"):
+        url = cluster.resolve_local(url)
+    return parse_target(url)
+
+
+def check_reachable(info: TargetInfo) -> dict[str, str]:
+    """Server versions per node; exit 3 when no node answers at all."""
+    versions = server_versions(info)
+    answering = {node: v for node, v in versions.items() if not str(v).startswith("error")}
+    if not answering:
+        detail = "; ".join(f"{node}: {v}" for node, v in versions.items())
+        raise TargetError(f"target {info.redacted} is unreachable ({detail})")
+    return versions
+
+
+def resolve_slo(args: Namespace, scenario: Scenario) -> SloSpec | None:
+    if args.slo:
+        return load_slo(args.slo)
+    return scenario.slo
+
+
+def prefill(info: TargetInfo, workload: Workload, quiet: bool) -> int:
+    """Write every key once, pipelined, before the run; returns the number of keys."""
+    target = open_target(info, timeout=5.0)
+    written = 0
+    try:
+        with console.task_progress("prefill", quiet=quiet) as advance:
+            for items, ttl in workload.prefill_batches():
+                target.set_many(items, ttl)
+                written += len(items)
+                advance(len(items))
+    except Exception as exc:  # a failing server during prefill: report, don't trace
+        raise TargetError(f"prefill of {info.redacted} failed after {written} keys: {exc}") from exc
+    finally:
+        target.close()
+    return written
+
+
+def run_info(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetInfo,
+             slo: SloSpec | None, versions: dict[str, str]) -> dict[str, Any]:
+    """run.json's content at the start; the master adds status and end time."""
+    return {
+        "harness": {"name": "cachebench", "version": __version__},
+        "scenario": {"name": scenario.name, "file": str(scenario.source or ""),
+                     "seed": plan.seed, "resolved": scenario.to_json()},
+        "target": {"url": info.redacted, "kind": info.kind, "nodes": list(info.nodes)},
+        "load": {"mode": plan.mode, "rate": plan.rate, "arrival": plan.arrival,
+                 "users": plan.users, "think_s": plan.think_s,
+                 "processes": args.processes or 1, "warmup_s": plan.warmup_s,
+                 "duration_s": plan.duration_s, "prefill": plan.prefill},
+        "slo": slo.to_data() if slo is not None else None,
+        "versions": {"python": platform.python_version(), **_package_versions(),
+                     "servers": versions},
+        "host": {"hostname": socket.gethostname(), "platform": platform.platform(),
+                 "cpus": os.cpu_count()},
+        "argv": sys.argv,
+        "interval_s": 1.0,
+    }
+
+
+def _package_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def locust_config(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetInfo,
+                  run_dir: Path, info_json: dict[str, Any]) -> dict[str, Any]:
+    """The JSON that bench.loadgen.RunConfig reads in every Locust process."""
+    return {
+        "scenario": scenario.to_json(), "seed": plan.seed, "target_url": info.url,
+        "timeout_s": _flag(parse_duration, args.timeout, "--timeout"),
+        "mode": plan.mode, "rate": plan.rate, "arrival": plan.arrival, "users": plan.users,
+        "think_s": plan.think_s, "warmup_s": plan.warmup_s, "duration_s": plan.duration_s,
+        "run_dir": str(run_dir), "run_info": info_json, "ui": bool(args.ui),
+    }
+
+
+def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str) -> list[str]:
+    """The Locust command line for a local, multi-process, master or UI run."""
+    total = plan.warmup_s + plan.duration_s + RUN_TIME_MARGIN_S
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
+            "-u", str(plan.users), "-r", str(plan.users), "-H", host_label,
+            "--stop-timeout", "2", "--loglevel", "WARNING",
+            "--logfile", str(run_dir / "locust.log"), "--exit-code-on-error", "0"]
+    if args.ui:
+        argv += ["--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
+    else:
+        argv += ["--headless", "--run-time", f"{math.ceil(total)}s", "--only-summary"]
+    if args.master:
+        argv += ["--master", "--master-bind-host", args.master_bind_host,
+                 "--master-bind-port", str(args.master_bind_port),
+                 "--expect-workers", str(args.expect_workers)]
+    elif args.processes:
+        argv += ["--processes", str(args.processes)]
+    return argv
+
+
+def launch_locust(argv: list[str], config: dict[str, Any], run_dir: Path) -> subprocess.Popen:
+    env = dict(os.environ, **{CONFIG_ENV: json.dumps(config)})
+    output = open(run_dir / "locust.out", "w")  # noqa: SIM115 (kept open for the child)
+    return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet: bool) -> int:
+    """Show progress from the run directory until Locust exits; Ctrl-C stops it cleanly."""
+    try:
+        with console.RunProgress(run_dir, plan.warmup_s + plan.duration_s, plan.rate,
+                                 quiet=quiet) as progress:
+            while proc.poll() is None:
+                progress.refresh()
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
+
+
+def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int) -> int:
+    """Analyze the run directory, print the table, map the verdict to an exit code."""
+    info = rundir.read_run_info(run_dir)
+    if info.get("status") == "running":
+        tail = _tail(run_dir / "locust.out") or _tail(run_dir / "locust.log")
+        raise TargetError(f"the load generator stopped without finishing the run "
+                          f"(Locust exit code {locust_rc}); see {run_dir}/locust.out\n{tail}")
+    summary = analyze.summarize(analyze.load_runs([run_dir]), slo)
+    analyze.write_summary(run_dir, summary)
+    console.print_summary(summary)
+    print(f"results: {run_dir}")
+    passed = summary.get("slo", {}).get("passed")
+    return EXIT_FAILED if passed is False else EXIT_OK
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def run_command(args: Namespace) -> int:
+    """`bench run`: the whole run, from scenario to verdict."""
+    scenario = load_scenario(args.scenario)
+    plan = plan_load(args, scenario)
+    info = resolve_target(args, scenario)
+    slo = resolve_slo(args, scenario)
+    versions = check_reachable(info)
+    run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
+    workload = Workload(scenario, plan.seed)
+    if plan.prefill:
+        prefill(info, workload, args.quiet)
+    info_json = run_info(args, scenario, plan, info, slo, versions)
+    config = locust_config(args, scenario, plan, info, run_dir, info_json)
+    proc = launch_locust(locust_argv(args, plan, run_dir, info.redacted), config, run_dir)
+    if args.master:
+        print(f"waiting for {args.expect_workers} worker(s) on "
+              f"{args.master_bind_host}:{args.master_bind_port} "
+              f"(bench worker --master-host <this host>)")
+    if args.ui:
+        print(f"Locust web UI: http://127.0.0.1:{args.web_port} (Ctrl-C to end)")
+    rc = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
+    return finish(run_dir, slo, rc)
+
+
+def worker_command(args: Namespace) -> int:
+    """`bench worker`: a Locust worker whose scenario and target come from the master."""
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+            "--master-host", args.master_host, "--master-port", str(args.master_port),
+            "--loglevel", "WARNING"]
+    if args.processes:
+        argv += ["--processes", str(args.processes)]
+    try:
+        return subprocess.call(argv)
+    except KeyboardInterrupt:
+        return 130
+
+

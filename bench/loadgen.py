@@ -1,0 +1,418 @@
+"""The Locust side of a run: cache users, their pacing, and the interval plumbing.
+
+This module is imported only inside Locust processes (through `bench/locustfile.py`),
+never by `bench run` itself: importing Locust monkey-patches the standard library for
+gevent, which the orchestrating process does not want.
+
+Who does what, per Locust process role:
+
+- every process that runs users (local runner or worker) has one `ProcessLoad`: the
+  workload, one `Recorder` shared by its users (greenlets are cooperative, so no lock),
+  and a greenlet that closes intervals and ships them;
+- the process that owns the run directory (local runner or master) has one `RunSink`:
+  it merges the intervals of all sources by start time, writes them as they become
+  complete, snapshots server counters at the start and end of the measured window, and
+  finishes the run directory.
+
+Latency never goes through Locust's per-request event (one event per cache op costs
+more than the op). Locust's statistics, which feed its web UI and console, are updated
+in bulk once per interval from our histograms, so the counts and rates it shows are
+the real ones even though its own per-request rounding is too coarse for a cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import numpy as np
+from locust import User, events, task
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import StatsEntry, StatsError, bucket_response_time
+
+from bench import rundir
+from bench.recorder import Interval, Recorder
+from bench.scenario import Scenario
+from bench.targets import open_target, parse_target, server_stats
+from bench.workload import Executor, Workload
+
+CONFIG_ENV = "CACHEBENCH_CONFIG"
+MSG_INTERVAL = "cachebench_interval"
+MSG_DONE = "cachebench_done"
+LOCAL_SOURCE = "local"
+FLUSH_EVERY_S = 0.25
+#: An interval is written once every source reported it, or this long after it ended.
+INTERVAL_GRACE_S = 3.0
+#: gevent's timers fire up to one event-loop tick (about 1 ms) late. Sleeping this much
+#: less and measuring from min(intended, actual start) keeps that tick out of latency:
+#: an op may start up to this early, but is never measured from a time after it started.
+TIMER_SLACK_S = 0.001
+ARRIVAL_BATCH = 4096
+
+log = logging.getLogger("cachebench")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What `bench run` hands to Locust: JSON in an env var, forwarded to workers."""
+
+    scenario: dict[str, Any]
+    seed: int
+    target_url: str
+    timeout_s: float
+    mode: str  # "open" | "closed"
+    rate: float | None
+    arrival: str
+    users: int
+    think_s: float
+    warmup_s: float
+    duration_s: float
+    interval_s: float = 1.0
+    run_dir: str | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+    ui: bool = False
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls(**json.loads(text))
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    parser.add_argument("--cachebench-config", default=os.environ.get(CONFIG_ENV, ""),
+                        help="cachebench run configuration (JSON; set by `bench run`)",
+                        include_in_web_ui=False)
+    parser.add_argument("--cachebench-workers", type=int, default=1,
+                        help="set by the master: number of worker processes",
+                        include_in_web_ui=False)
+
+
+def _config(environment: Any) -> RunConfig:
+    text = getattr(environment.parsed_options, "cachebench_config", "")
+    if not text:
+        raise RuntimeError("no cachebench configuration: start Locust through `bench run`")
+    return RunConfig.from_json(text)
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+def arrival_gaps(rate_per_user: float, arrival: str, rng: np.random.Generator) -> Iterator[float]:
+    """Seconds between intended starts: exponential (Poisson process) or constant."""
+    mean = 1.0 / rate_per_user
+    while True:
+        if arrival == "poisson":
+            batch = rng.exponential(mean, ARRIVAL_BATCH)
+        else:
+            batch = np.full(ARRIVAL_BATCH, mean)
+        yield from batch.tolist()
+
+
+def run_open_loop(ops: Iterator[Any], executor: Executor, recorder: Recorder,
+                  gaps: Iterator[float], first: float, end: float) -> None:
+    """Send ops on a schedule of intended start times until `end` (perf_counter s).
+
+    The schedule never waits for the server: after a stall the user sends back to back
+    until it has caught up, and each op's latency counts from when it was meant to
+    start, so a stall shows in the tail (no coordinated omission).
+    """
+    record, execute, clock, sleep = recorder.record, executor.execute, time.perf_counter, gevent.sleep
+    intended = first
+    for op in ops:
+        if intended >= end:
+            return
+        wait = intended - clock() - TIMER_SLACK_S
+        if wait > 0:
+            sleep(wait)
+        _record_samples(record, execute(op), intended)
+        intended += next(gaps)
+
+
+def run_closed_loop(ops: Iterator[Any], executor: Executor, recorder: Recorder,
+                    think_s: float, end: float) -> None:
+    """Send the next op as soon as the previous one finished (plus think time)."""
+    record, execute, clock, sleep = recorder.record, executor.execute, time.perf_counter, gevent.sleep
+    for op in ops:
+        if clock() >= end:
+            return
+        samples = execute(op)
+        if samples:
+            _record_samples(record, samples, samples[0][1])
+        if think_s > 0:
+            sleep(think_s)
+        elif not samples:
+            sleep(0)
+
+
+def _record_samples(record: Any, samples: list[tuple], intended: float) -> None:
+    """The first call of an op is measured from its intended start, follow-ups from their own."""
+    for i, (name, start, end, hits, misses, keys, error, nbytes) in enumerate(samples):
+        origin = min(intended, start) if i == 0 else start
+        record(name, origin, start, end, hits, misses, keys, error, nbytes)
+
+
+# --------------------------------------------------------------------------- users side
+
+
+class ProcessLoad:
+    """Per-process state of the users: workload, recorder, interval shipping."""
+
+    current: ProcessLoad | None = None
+
+    def __init__(self, environment: Any, cfg: RunConfig) -> None:
+        self.environment = environment
+        self.cfg = cfg
+        self.scenario = Scenario.from_json(cfg.scenario)
+        self.workload = Workload(self.scenario, cfg.seed)
+        self.target_info = parse_target(cfg.target_url)
+        self.recorder = Recorder(interval_s=cfg.interval_s)
+        now = time.perf_counter()
+        self.measure_start = now + cfg.warmup_s
+        self.end = self.measure_start + cfg.duration_s
+        self.recorder.discard_before(self.measure_start)
+        runner = environment.runner
+        self.is_worker = isinstance(runner, WorkerRunner)
+        self.worker_index = max(runner.worker_index, 0) if self.is_worker else 0
+        opts = environment.parsed_options
+        self.workers = max(getattr(opts, "cachebench_workers", 1), 1) if self.is_worker else 1
+        self.total_users = max(int(getattr(opts, "num_users", 0) or cfg.users), 1)
+        self._next_local_user = 0
+        self._active_users = 0
+        self._done = False
+        self._flusher = gevent.spawn(self._flush_loop)
+
+    def claim_user_index(self) -> int:
+        """A global user index: users interleave across workers (w, w+W, w+2W...)."""
+        local = self._next_local_user
+        self._next_local_user += 1
+        self._active_users += 1
+        return local * self.workers + self.worker_index
+
+    def user_finished(self) -> None:
+        self._active_users -= 1
+        if self._active_users <= 0 and time.perf_counter() >= self.end:
+            self.finish()
+
+    def finish(self) -> None:
+        """Ship every remaining interval and tell the sink this source is complete."""
+        if self._done:
+            return
+        self._done = True
+        self._flusher.kill(block=False)
+        self._ship(self.recorder.flush(time.perf_counter(), final=True))
+        _deliver(self.environment, MSG_DONE, {})
+
+    def _flush_loop(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_EVERY_S)
+            self._ship(self.recorder.flush(time.perf_counter()))
+
+    def _ship(self, intervals: list[Interval]) -> None:
+        for interval in intervals:
+            feed_locust_stats(self.environment.stats, interval)
+            _deliver(self.environment, MSG_INTERVAL, interval.to_message())
+
+
+def _deliver(environment: Any, kind: str, data: dict[str, Any]) -> None:
+    """Send to the master, or hand straight to this process's sink when there is none."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(kind, data)
+    elif RunSink.current is not None:
+        RunSink.current.handle(kind, data, LOCAL_SOURCE)
+
+
+def feed_locust_stats(stats: Any, interval: Interval) -> None:
+    """Add one interval to Locust's statistics in bulk (what its UI and console show)."""
+    second = int(interval.start)
+    for name, op in interval.ops.items():
+        if op.count == 0:
+            continue
+        entry = StatsEntry(stats, name, "cache")
+        entry.start_time = interval.start
+        entry.last_request_timestamp = interval.start + interval.length
+        entry.num_requests = op.count
+        entry.num_reqs_per_sec[second] = op.count
+        errors = sum(op.errors.values())
+        entry.num_failures = errors
+        if errors:
+            entry.num_fail_per_sec[second] = errors
+        entry.total_content_length = op.bytes
+        hist = op.latency
+        entry.min_response_time = hist.get_min_value() / 1000.0
+        entry.max_response_time = hist.get_max_value() / 1000.0
+        for item in hist.get_recorded_iterator():
+            ms = item.value_iterated_to / 1000.0
+            entry.total_response_time += ms * item.count_at_value_iterated_to
+            bucket = bucket_response_time(ms)
+            entry.response_times[bucket] = entry.response_times.get(bucket, 0) + \
+                item.count_at_value_iterated_to
+        stats.get(name, "cache").extend(entry)
+        stats.total.extend(entry)
+        for kind, count in op.errors.items():
+            message = f"{kind} error"
+            key = StatsError.create_key("cache", name, message)
+            stats.errors.setdefault(key, StatsError("cache", name, message)).occurrences += count
+
+
+class CacheUser(User):
+    """One Locust user = one cache client with its own deterministic op stream."""
+
+    def on_start(self) -> None:
+        load = ProcessLoad.current
+        if load is None:
+            raise StopUser()
+        self.load = load
+        self.index = load.claim_user_index()
+        self.target = open_target(load.target_info, timeout=load.cfg.timeout_s)
+        self.executor = Executor(self.target, load.scenario)
+        self.ops = load.workload.stream(self.index, load.total_users)
+
+    @task
+    def drive(self) -> None:
+        """Run this user's share of the load until the measured window ends."""
+        load, cfg = self.load, self.load.cfg
+        if cfg.mode == "open":
+            rate_per_user = float(cfg.rate) / load.total_users
+            rng = np.random.default_rng([cfg.seed, 7919, self.index])
+            gaps = arrival_gaps(rate_per_user, cfg.arrival, rng)
+            first = time.perf_counter() + rng.uniform(0, 1.0 / rate_per_user)
+            run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end)
+        else:
+            run_closed_loop(self.ops, self.executor, load.recorder, cfg.think_s, load.end)
+        raise StopUser()
+
+    def on_stop(self) -> None:
+        if getattr(self, "target", None) is not None:
+            self.target.close()
+        if getattr(self, "load", None) is not None:
+            self.load.user_finished()
+
+
+# --------------------------------------------------------------------------- run-directory side
+
+
+class RunSink:
+    """Merges intervals from every source and writes the run directory as they complete."""
+
+    current: RunSink | None = None
+
+    def __init__(self, environment: Any, cfg: RunConfig, sources: int) -> None:
+        self.environment = environment
+        self.cfg = cfg
+        self.sources = sources
+        self.target_info = parse_target(cfg.target_url)
+        self.stats_before = _stats_snapshot(self.target_info)
+        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time())
+        self.pending: dict[float, tuple[Interval, set[str]]] = {}
+        self.done: set[str] = set()
+        self.finished = False
+        self._ticker = gevent.spawn(self._tick_loop)
+
+    def handle(self, kind: str, data: dict[str, Any], source: str) -> None:
+        if self.finished:
+            return
+        if kind == MSG_INTERVAL:
+            self._add(Interval.from_message(data), source)
+        elif kind == MSG_DONE:
+            self.done.add(source)
+            if len(self.done) >= self.sources:
+                self.finish("completed")
+
+    def _add(self, interval: Interval, source: str) -> None:
+        merged, seen = self.pending.get(interval.start, (None, set()))
+        if merged is None:
+            merged = interval
+        else:
+            merged.merge(interval)
+        seen.add(source)
+        self.pending[interval.start] = (merged, seen)
+
+    def _write_due(self, everything: bool = False) -> None:
+        now = time.time()
+        for start in sorted(self.pending):
+            interval, seen = self.pending[start]
+            complete = len(seen | self.done) >= self.sources
+            overdue = now > start + interval.length + INTERVAL_GRACE_S
+            if not (everything or complete or overdue):
+                break
+            self.writer.write_interval(interval)
+            del self.pending[start]
+
+    def _tick_loop(self) -> None:
+        while not self.finished:
+            gevent.sleep(0.5)
+            self._write_due()
+
+    def finish(self, status: str) -> None:
+        """Write what is left, the server counters after, and close the run directory."""
+        if self.finished:
+            return
+        self.finished = True
+        self._write_due(everything=True)
+        after = _stats_snapshot(self.target_info)
+        self.writer.write_server_stats(self.stats_before, after, self.target_info.kind)
+        self.writer.finish(status)
+        log.info("cachebench: run directory %s %s", self.cfg.run_dir, status)
+        if not self.cfg.ui:
+            gevent.spawn_later(0.1, self.environment.runner.quit)
+
+
+def _stats_snapshot(info: Any) -> dict[str, Any]:
+    return {"taken_at": _iso_now(), "nodes": server_stats(info)}
+
+
+def _iso_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# --------------------------------------------------------------------------- Locust hooks
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(MSG_INTERVAL, lambda msg, **kw: _from_worker(msg))
+        runner.register_message(MSG_DONE, lambda msg, **kw: _from_worker(msg))
+
+
+def _from_worker(msg: Any) -> None:
+    if RunSink.current is not None:
+        RunSink.current.handle(msg.type, msg.data, msg.node_id)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_: Any) -> None:
+    cfg = _config(environment)
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        environment.parsed_options.cachebench_workers = runner.worker_count
+        RunSink.current = RunSink(environment, cfg, sources=runner.worker_count)
+        return
+    if not isinstance(runner, WorkerRunner):
+        RunSink.current = RunSink(environment, cfg, sources=1)
+    ProcessLoad.current = ProcessLoad(environment, cfg)
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    """A stop before the end (UI button, Ctrl-C): still ship and write what was measured."""
+    if ProcessLoad.current is not None:
+        ProcessLoad.current.finish()
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Any, **_: Any) -> None:
+    sink = RunSink.current
+    if sink is not None and not sink.finished:
+        sink.finish("interrupted")
+    # Errors are results here, not a reason for Locust to fail the process.
+    environment.process_exit_code = 0

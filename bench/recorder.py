@@ -1,0 +1,335 @@
+"""Per-op, per-interval latency histograms and counters, built in batch.
+
+Why batched: hdrh's `record_value` is pure Python and costs more than a cache GET on
+localhost, so recording per sample would slow the load generator down and distort
+what it measures. The hot path (`Recorder.record`) is one list append; `flush` turns
+the buffered samples into HdrHistograms with numpy once per interval.
+
+Why wall-clock bins: workers on different hosts merge their intervals by start time,
+so an interval is the wall-clock second (`floor(epoch / interval_s) * interval_s`) in
+which its samples *completed*. Latency is measured from the intended start (open loop:
+no coordinated omission), service time from the actual send; both in whole
+microseconds, clamped to [1 us, 60 s], clamped samples counted, never dropped.
+
+Every sample, errors included, goes into the histograms: a timeout belongs in the tail,
+and `count == latency.total_count` always holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+SIGNIFICANT_FIGURES = 3
+# Float noise in (end - start) * 1e6 is far below 1 ns; without this tolerance an exact
+# 100 us difference computed as 100.0000000001 would round up to 101 us.
+_ROUNDING_TOLERANCE_US = 1e-3
+
+# A buffered sample: (name, intended, start, end, hits, misses, keys, error, nbytes),
+# times in perf_counter seconds.
+_Sample = tuple[str, float, float, float, int, int, int, "str | None", int]
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty histogram with the harness-wide range: 1 us .. 60 s, 3 significant digits."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def counts_array(histogram: HdrHistogram) -> np.ndarray:
+    """A writable numpy view (uint64, no copy) of the histogram's counts.
+
+    Lets the recorder fill and the analyzer read histograms without Python loops.
+    """
+    return np.ctypeslib.as_array(histogram.counts)
+
+
+def counts_indexes(histogram: HdrHistogram, values: np.ndarray) -> np.ndarray:
+    """Counts-array index of each value: hdrh's `_counts_index_for`, vectorised.
+
+    `values` must be integers in the histogram's range (so below 2**53, where float64
+    is exact and `frexp` gives the bit length).
+    """
+    values = np.asarray(values, dtype=np.int64)
+    bit_length = np.frexp((values | histogram.sub_bucket_mask).astype(np.float64))[1]
+    bucket = bit_length.astype(np.int64) - histogram.unit_magnitude \
+        - (histogram.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values >> (bucket + histogram.unit_magnitude)
+    return ((bucket + 1) << histogram.sub_bucket_half_count_magnitude) \
+        + sub_bucket - histogram.sub_bucket_half_count
+
+
+def histogram_from_values(values_us: np.ndarray) -> HdrHistogram:
+    """A histogram holding `values_us` (ints within [1 us, 60 s]); equal to record_value each."""
+    histogram = new_histogram()
+    if len(values_us):
+        values = np.asarray(values_us, dtype=np.int64)
+        index = counts_indexes(histogram, values)
+        counts_array(histogram)[:] += np.bincount(index, minlength=histogram.counts_len) \
+            .astype(np.uint64)
+        histogram.total_count = len(values)
+        histogram.min_value = int(values.min())
+        histogram.max_value = int(values.max())
+    return histogram
+
+
+def add_histogram(target: HdrHistogram, other: HdrHistogram) -> None:
+    """Add `other` into `target` (same layout); unlike hdrh's `add`, keeps the min right.
+
+    hdrh's `add` takes `min(target.get_min_value(), ...)`, which is 0 for an empty target,
+    so a merged histogram would report a minimum of 0 us.
+    """
+    if (target.counts_len, target.unit_magnitude, target.sub_bucket_count) != \
+            (other.counts_len, other.unit_magnitude, other.sub_bucket_count):
+        raise ValueError("cannot add histograms with different ranges or precision")
+    if other.total_count:
+        counts_array(target)[:] += counts_array(other)
+        target.total_count += other.total_count
+        target.min_value = min(target.min_value, other.min_value)
+        target.max_value = max(target.max_value, other.max_value)
+
+
+def to_microseconds(seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Durations rounded up to whole microseconds and clamped to the histogram range.
+
+    Returns (values, clamped_mask). Rounding up: a 0.4 us operation took *some* time,
+    so it is 1 us, never 0; HdrHistogram values are "at most" anyway.
+    """
+    raw = np.ceil(np.asarray(seconds, dtype=np.float64) * 1e6 - _ROUNDING_TOLERANCE_US)
+    clamped = (raw < LOWEST_US) | (raw > HIGHEST_US)
+    return np.clip(raw, LOWEST_US, HIGHEST_US).astype(np.int64), clamped
+
+
+@dataclass
+class OpInterval:
+    """One op's histograms and counters for one interval."""
+
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    service: HdrHistogram = field(default_factory=new_histogram)
+    count: int = 0
+    hits: int = 0
+    misses: int = 0
+    keys: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    clamped: int = 0
+
+    def merge(self, other: OpInterval) -> None:
+        """Add another worker's numbers for the same op and interval into this one."""
+        add_histogram(self.latency, other.latency)
+        add_histogram(self.service, other.service)
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for kind, n in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + n
+
+    @property
+    def error_count(self) -> int:
+        """All errors, whatever their kind."""
+        return sum(self.errors.values())
+
+    def to_message(self) -> dict[str, Any]:
+        """JSON-able form; histograms as their compressed base64 encoding."""
+        message: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        message.update(latency=self.latency.encode().decode("ascii"),
+                       service=self.service.encode().decode("ascii"),
+                       errors=dict(self.errors))
+        return message
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> OpInterval:
+        """Inverse of `to_message`."""
+        return cls(latency=HdrHistogram.decode(message["latency"]),
+                   service=HdrHistogram.decode(message["service"]),
+                   errors=dict(message["errors"]),
+                   **{name: int(message[name]) for name in _COUNTERS})
+
+
+_COUNTERS = ("count", "hits", "misses", "keys", "bytes", "clamped")
+
+
+@dataclass
+class Interval:
+    """Everything recorded for samples that completed in [start, start + length)."""
+
+    start: float
+    length: float
+    ops: dict[str, OpInterval] = field(default_factory=dict)
+
+    def merge(self, other: Interval) -> Interval:
+        """Add another worker's interval with the same start into this one; returns self."""
+        if (self.start, self.length) != (other.start, other.length):
+            raise ValueError(f"cannot merge interval {other.start}+{other.length}s "
+                             f"into {self.start}+{self.length}s")
+        for name, op in other.ops.items():
+            self.ops.setdefault(name, OpInterval()).merge(op)
+        return self
+
+    def to_message(self) -> dict[str, Any]:
+        """JSON-able form, for Locust worker -> master messages."""
+        return {"start": self.start, "length": self.length,
+                "ops": {name: op.to_message() for name, op in self.ops.items()}}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Interval:
+        """Inverse of `to_message`."""
+        return cls(start=float(message["start"]), length=float(message["length"]),
+                   ops={name: OpInterval.from_message(op)
+                        for name, op in message["ops"].items()})
+
+
+class Recorder:
+    """Buffers samples cheaply and turns them into closed `Interval`s on `flush`.
+
+    Not shared across processes: each Locust worker has one, and the master merges the
+    intervals. Thread-safe enough for gevent and for a flushing thread: `flush` only
+    removes the samples it has taken.
+    """
+
+    def __init__(self, interval_s: float = 1.0,
+                 origin: tuple[float, float] | None = None) -> None:
+        """`origin` is an (epoch, perf_counter) pair taken at the same instant; it maps
+        perf_counter times (monotonic, precise) to wall clock. Default: captured now.
+        """
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self.interval_s = float(interval_s)
+        wall, perf = origin or (time.time(), time.perf_counter())
+        self._epoch_offset = wall - perf
+        self._samples: list[_Sample] = []
+        self._append = self._samples.append
+        self._pending: list[_Sample] = []
+        self._measure_from = -math.inf
+
+    def record(self, name: str, intended: float, start: float, end: float, hits: int,
+               misses: int, keys: int, error: str | None, nbytes: int) -> None:
+        """Buffer one sample (times in perf_counter seconds). The hot path: one append."""
+        self._append((name, intended, start, end, hits, misses, keys, error, nbytes))
+
+    def discard_before(self, perf_time: float) -> None:
+        """Drop samples whose intended start is before `perf_time` (end of warm-up)."""
+        self._measure_from = perf_time
+
+    def epoch(self, perf_time: float) -> float:
+        """Wall-clock epoch seconds of a perf_counter time, on this recorder's origin."""
+        return perf_time + self._epoch_offset
+
+    def flush(self, now_perf: float, final: bool = False) -> list[Interval]:
+        """Closed intervals, oldest first: those that ended by `now_perf` (all if `final`).
+
+        Samples of intervals still open stay buffered. A sample recorded after its
+        interval was already flushed (it completed just before the boundary but was
+        recorded after the flush) comes out in a later flush as a second `Interval`
+        with the same start: consumers add intervals with equal starts.
+        """
+        taken = len(self._samples)
+        batch = self._pending + self._samples[:taken]
+        del self._samples[:taken]
+        self._pending = []
+        if not batch:
+            return []
+        columns = _Columns(batch, self._epoch_offset, self.interval_s)
+        measured = columns.intended >= self._measure_from
+        still_open = np.zeros(len(batch), dtype=bool) if final else \
+            (columns.bin + 1) * self.interval_s > self.epoch(now_perf)
+        self._pending = [batch[i] for i in np.flatnonzero(measured & still_open)]
+        return columns.intervals(np.flatnonzero(measured & ~still_open))
+
+
+class _Columns:
+    """A batch of buffered samples as numpy columns, binned by completion interval.
+
+    Columns are pulled with `fromiter(map(itemgetter))`: several times faster than
+    `zip(*batch)` or an object array for batches of 10^5 tuples.
+    """
+
+    def __init__(self, batch: list[_Sample], epoch_offset: float, interval_s: float) -> None:
+        size = len(batch)
+        self.batch = batch
+        self.interval_s = interval_s
+        column = {name: np.fromiter(map(itemgetter(i), batch), dtype, size)
+                  for i, (name, dtype) in enumerate(_FIELDS) if dtype is not None}
+        self.intended = column["intended"]
+        self.latency_s = column["end"] - column["intended"]
+        self.service_s = column["end"] - column["start"]
+        self.bin = np.floor((column["end"] + epoch_offset) / interval_s).astype(np.int64)
+        self.numbers = {name: column[name] for name in ("hits", "misses", "keys", "bytes")}
+        self.errors = column["error"]
+        # Index of the first sample with the same name: an integer code per name,
+        # found with one dict lookup per sample instead of sorting strings.
+        first_seen: dict[str, int] = {}
+        self.name_code = np.fromiter(map(first_seen.setdefault, map(itemgetter(0), batch),
+                                         itertools.count()), np.int64, size)
+
+    def intervals(self, rows: np.ndarray) -> list[Interval]:
+        """Intervals (oldest first) built from the given rows, one OpInterval per name."""
+        by_start: dict[int, Interval] = {}
+        for group in self._groups(rows):
+            first = group[0]
+            k = int(self.bin[first])
+            interval = by_start.setdefault(
+                k, Interval(start=k * self.interval_s, length=self.interval_s))
+            interval.ops[self.batch[first][0]] = self._op_interval(group)
+        return [by_start[k] for k in sorted(by_start)]
+
+    def _groups(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Split `rows` into groups of equal (bin, name), by one stable sort."""
+        if not len(rows):
+            return []
+        bins = self.bin[rows]
+        key = (bins - bins.min()) * len(self.batch) + self.name_code[rows]
+        order = np.argsort(key, kind="stable")
+        return np.split(rows[order], np.flatnonzero(np.diff(key[order])) + 1)
+
+    def _op_interval(self, rows: np.ndarray) -> OpInterval:
+        """Histograms and counters of one op in one interval."""
+        latency, latency_clamped = to_microseconds(self.latency_s[rows])
+        service, service_clamped = to_microseconds(self.service_s[rows])
+        errors = self.errors[rows]
+        return OpInterval(
+            latency=histogram_from_values(latency), service=histogram_from_values(service),
+            count=len(rows), errors=dict(Counter(errors[np.not_equal(errors, None)])),
+            clamped=int(np.count_nonzero(latency_clamped | service_clamped)),
+            **{name: int(column[rows].sum()) for name, column in self.numbers.items()})
+
+
+# Buffered tuple layout and column dtypes; names (None) are coded apart, see name_code.
+_FIELDS = (("name", None), ("intended", np.float64), ("start", np.float64),
+           ("end", np.float64), ("hits", np.int64), ("misses", np.int64),
+           ("keys", np.int64), ("error", object), ("bytes", np.int64))
+
+
+def bench_record_overhead(n: int = 200_000) -> dict[str, float]:
+    """Cost per sample of record() + flush() against a plain list.append of the same tuple.
+
+    Used by `bench selftest`: the recorder must stay a small multiple of an append, far
+    below the cost of the cache operation being measured.
+    """
+    names = ("get", "get_multi", "set", "delete")
+    base = time.perf_counter()
+    samples = [(names[i % 4], base + i * 1e-5, base + i * 1e-5, base + i * 1e-5 + 2e-4,
+                1, 0, 1, None if i % 100 else "timeout", 100) for i in range(n)]
+    plain: list[tuple[Any, ...]] = []
+    t0 = time.perf_counter()
+    for s in samples:
+        plain.append((s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]))
+    t1 = time.perf_counter()
+    recorder = Recorder()
+    for s in samples:
+        recorder.record(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8])
+    t2 = time.perf_counter()
+    recorder.flush(t2, final=True)
+    t3 = time.perf_counter()
+    append_ns, record_ns, flush_ns = ((b - a) * 1e9 / n for a, b in ((t0, t1), (t1, t2), (t2, t3)))
+    return {"samples": n, "append_ns": append_ns, "record_ns": record_ns,
+            "flush_ns": flush_ns, "per_sample_ns": record_ns + flush_ns,
+            "ratio_to_append": (record_ns + flush_ns) / append_ns}

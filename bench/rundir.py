@@ -1,0 +1,293 @@
+"""The run directory: written as the run goes, read back by the analyzer.
+
+Why incremental: a run that is interrupted (Ctrl-C, lost target, killed worker) still
+leaves a run.json saying so and every interval closed so far in latency.hlog and
+timeline.csv, so it can be analysed like any other. Files (docs/internals.md):
+
+    run.json           written at start (status "running"), rewritten atomically at the end
+    latency.hlog       HdrHistogram log 1.3: per interval and op, Tag=<op> and Tag=<op>.service
+    timeline.csv       one row per interval per op (columns: TIMELINE_COLUMNS)
+    server-stats.json  {"kind", "before", "after"}; snapshots {"taken_at", "nodes"}
+
+timeline.csv is plain comma-separated text without quoting: op names are hlog tags,
+which cannot hold commas or spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from bench.errors import InputError, TargetError
+from bench.hlog import HlogWriter
+from bench.recorder import Interval, OpInterval
+
+RUN_JSON = "run.json"
+LATENCY_HLOG = "latency.hlog"
+TIMELINE_CSV = "timeline.csv"
+SERVER_STATS_JSON = "server-stats.json"
+SUMMARY_JSON = "summary.json"
+
+ERROR_KINDS = ("timeout", "connection", "server", "client")
+TIMELINE_COLUMNS = ("start", "length", "op", "count", "hits", "misses", "keys", "errors",
+                    *(f"errors_{kind}" for kind in ERROR_KINDS), "bytes", "clamped")
+FINAL_STATUSES = ("completed", "interrupted", "aborted")
+SERVICE_SUFFIX = ".service"
+HLOG_COMMENT = f"Tag=<op> latency from intended start, Tag=<op>{SERVICE_SUFFIX} service time"
+
+
+def iso_utc(epoch: float) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, the form every timestamp in run files uses."""
+    moment = datetime.fromtimestamp(epoch, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stats_snapshot(nodes: dict[str, dict[str, Any]], taken_at: float) -> dict[str, Any]:
+    """One side (before/after) of server-stats.json from `targets.server_stats` output."""
+    return {"taken_at": iso_utc(taken_at), "nodes": nodes}
+
+
+def new_run_dir(results_root: str | Path, scenario_name: str, when: datetime | None = None,
+                out: str | Path | None = None) -> Path:
+    """Create the directory for a new run and return it.
+
+    With `out` (the --out flag): that directory, created if needed, refused if it already
+    holds a run. Otherwise `<results_root>/<YYYYmmddTHHMMSSZ>-<scenario>`, with `-2`,
+    `-3`... when taken; `when` defaults to now, a naive one is taken as UTC. The scenario
+    name is reduced to [A-Za-z0-9._-] so it can never escape `results_root`.
+    """
+    if out is not None:
+        return _prepare_out_dir(Path(out))
+    when = datetime.now(timezone.utc) if when is None else when
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario_name).strip("-.") or "run"
+    stem = f"{when:%Y%m%dT%H%M%SZ}-{safe_name}"
+    root = Path(results_root)
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise InputError("too many runs with the same timestamp", file=str(root / stem))
+
+
+def _prepare_out_dir(out: Path) -> Path:
+    """Create an explicit --out directory; refuse one that already holds a run."""
+    if out.exists() and not out.is_dir():
+        raise InputError("expected a directory, found a file", file=str(out), field="--out")
+    if (out / RUN_JSON).exists():
+        raise InputError(f"already holds a run ({RUN_JSON}); choose another directory",
+                         file=str(out), field="--out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+class TimelineRow(NamedTuple):
+    """One timeline.csv row: one op in one interval (`start` in epoch seconds)."""
+
+    start: float
+    length: float
+    op: str
+    count: int
+    hits: int
+    misses: int
+    keys: int
+    errors: int
+    errors_timeout: int
+    errors_connection: int
+    errors_server: int
+    errors_client: int
+    bytes: int
+    clamped: int
+
+    @classmethod
+    def of(cls, interval: Interval, op: str, numbers: OpInterval) -> TimelineRow:
+        """The row of one op of an interval; kinds outside ERROR_KINDS count in `errors` only."""
+        return cls(interval.start, interval.length, op, numbers.count, numbers.hits,
+                   numbers.misses, numbers.keys, numbers.error_count,
+                   *(numbers.errors.get(kind, 0) for kind in ERROR_KINDS),
+                   numbers.bytes, numbers.clamped)
+
+    def to_csv(self) -> str:
+        """The CSV line, times to the millisecond as in latency.hlog."""
+        return ",".join((f"{self.start:.3f}", f"{self.length:.3f}",
+                         *(str(value) for value in self[2:])))
+
+    @classmethod
+    def parse(cls, fields: list[str]) -> TimelineRow:
+        """A row from its CSV fields; ValueError naming the column if one is malformed."""
+        if len(fields) != len(TIMELINE_COLUMNS):
+            raise ValueError(f"expected {len(TIMELINE_COLUMNS)} columns, got {len(fields)}")
+        values: list[Any] = []
+        for column, text in zip(TIMELINE_COLUMNS, fields):
+            convert = _COLUMN_TYPES.get(column, int)
+            try:
+                values.append(convert(text))
+            except ValueError:
+                raise ValueError(f"column {column}: expected {convert.__name__}, "
+                                 f"got {text!r}") from None
+        return cls(*values)
+
+
+_COLUMN_TYPES: dict[str, type] = {"start": float, "length": float, "op": str}
+
+
+class RunWriter:
+    """Writes one run directory as the run goes; a context manager.
+
+    Leaving the `with` block by an exception finishes the run as "aborted" for a
+    TargetError (target lost) and "interrupted" for anything else (Ctrl-C included),
+    then lets the exception through; leaving it normally finishes it as "completed"
+    unless `finish` was already called.
+    """
+
+    def __init__(self, path: str | Path, run_info: dict[str, Any], start_time: float) -> None:
+        """`run_info` holds the run.json keys the caller knows (scenario, target, load...);
+        the writer adds started/ended/status/completed and interval_s (default 1.0)."""
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        interval_s = float(run_info.get("interval_s", 1.0))
+        self.info: dict[str, Any] = {**run_info, "interval_s": interval_s,
+                                     "started": iso_utc(start_time), "ended": None,
+                                     "status": "running", "completed": False}
+        _write_json_atomically(self.path / RUN_JSON, self.info)
+        self._hlog_file = open(self.path / LATENCY_HLOG, "w", encoding="utf-8")
+        # The log's time axis starts on the interval grid at or before the run start, so
+        # no interval has a negative timestamp (HdrHistogram's tools would skip it).
+        self._hlog = HlogWriter(self._hlog_file,
+                                math.floor(start_time / interval_s) * interval_s, HLOG_COMMENT)
+        self._timeline = open(self.path / TIMELINE_CSV, "w", encoding="utf-8", newline="")
+        self._timeline.write(",".join(TIMELINE_COLUMNS) + "\n")
+        self._timeline.flush()
+        self.finished = False
+
+    def write_interval(self, interval: Interval) -> None:
+        """Append the interval's hlog lines and timeline rows, ops in name order, and flush."""
+        for op in sorted(interval.ops):
+            numbers = interval.ops[op]
+            self._hlog.write(op, interval.start, interval.length, numbers.latency)
+            self._hlog.write(op + SERVICE_SUFFIX, interval.start, interval.length,
+                             numbers.service)
+            self._timeline.write(TimelineRow.of(interval, op, numbers).to_csv() + "\n")
+        self._hlog.flush()
+        self._timeline.flush()
+
+    def write_server_stats(self, before: dict[str, Any], after: dict[str, Any] | None,
+                           kind: str) -> None:
+        """(Re)write server-stats.json; `after` may be None to save `before` early."""
+        _write_json_atomically(self.path / SERVER_STATS_JSON,
+                               {"kind": kind, "before": before, "after": after})
+
+    def finish(self, status: str = "completed", ended: float | None = None) -> None:
+        """Close the files and rewrite run.json with the final status and end time."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {FINAL_STATUSES}, got {status!r}")
+        if self.finished:
+            raise RuntimeError(f"run {self.path} already finished as {self.info['status']}")
+        self._hlog_file.close()
+        self._timeline.close()
+        self.info.update(ended=iso_utc(time.time() if ended is None else ended),
+                         status=status, completed=status == "completed")
+        _write_json_atomically(self.path / RUN_JSON, self.info)
+        self.finished = True
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self.finished:
+            return
+        if exc_type is None:
+            self.finish("completed")
+        else:
+            self.finish("aborted" if issubclass(exc_type, TargetError) else "interrupted")
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temp file and rename it over `path`: readers never see half a file."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+
+
+@dataclass
+class RunFiles:
+    """What a run directory holds, as read by `read_run` (hlog: read with hlog.read_hlog)."""
+
+    path: Path
+    info: dict[str, Any]
+    timeline: list[TimelineRow]
+    server_stats: dict[str, Any] | None
+    hlog: Path
+
+
+def read_run(path: str | Path) -> RunFiles:
+    """Read run.json, timeline.csv and server-stats.json (optional) of a run directory.
+
+    InputError names the missing or malformed file when `path` is not a run directory.
+    """
+    run = Path(path)
+    info = read_run_info(run)
+    for name in (LATENCY_HLOG, TIMELINE_CSV):
+        if not (run / name).is_file():
+            raise InputError(f"not a run directory: {name} is missing", file=str(run))
+    stats_path = run / SERVER_STATS_JSON
+    return RunFiles(path=run, info=info,
+                    timeline=read_timeline(run / TIMELINE_CSV),
+                    server_stats=_read_json(stats_path) if stats_path.is_file() else None,
+                    hlog=run / LATENCY_HLOG)
+
+
+def read_run_info(path: str | Path) -> dict[str, Any]:
+    """Only run.json of a run directory: cheap, e.g. to check a run's status."""
+    run = Path(path)
+    if not run.is_dir():
+        raise InputError("not a run directory (no such directory)", file=str(run))
+    if not (run / RUN_JSON).is_file():
+        raise InputError(f"not a run directory: {RUN_JSON} is missing", file=str(run))
+    return _read_json(run / RUN_JSON)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file, or InputError with the file and line."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", file=str(path))
+    return data
+
+
+def read_timeline(path: str | Path) -> list[TimelineRow]:
+    """All rows of a timeline.csv; a last line cut short by an interrupted run is skipped."""
+    with open(path, encoding="utf-8", newline="") as lines:
+        header = lines.readline().rstrip("\r\n")
+        if header != ",".join(TIMELINE_COLUMNS):
+            raise InputError(f"expected the header {','.join(TIMELINE_COLUMNS)}",
+                             file=str(path), line=1)
+        rows = []
+        for number, line in enumerate(lines, start=2):
+            try:
+                rows.append(TimelineRow.parse(line.rstrip("\r\n").split(",")))
+            except ValueError as exc:
+                if line.endswith("\n"):
+                    raise InputError(str(exc), file=str(path), line=number) from None
+        return rows

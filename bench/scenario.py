@@ -1,0 +1,934 @@
+"""Scenario files: YAML -> validated pydantic models, every error as `file:line: field: expected`.
+
+A scenario says *what* load to send: key spaces (how many keys, what they look like,
+how popular each is, how big their values are, their TTLs), the op mix of each key
+space, the MediaWiki access patterns to emulate (cache-aside, WANObjectCache, segmented
+and compressed values), the load shape and an optional SLO. It says nothing about
+protocols: `workload.py` turns it into op streams and the target adapters carry them.
+
+Why a hand-rolled YAML walk: PyYAML's data has no line numbers, and a message without
+a line is hard to act on in a 100-line file. We compose the node tree once, record the
+start line of every mapping key and list item by its path, and map pydantic's error
+locations back through that table (`_YamlDoc`).
+
+Quantities are written the way people write them (`30s`, `4KiB`, `20k/s`, `99.9%`,
+see units.py); the resolved scenario (`Scenario.to_json`) stores plain numbers and is
+itself a valid scenario, so `Scenario.from_json(s.to_json())` gives `s` back (the driver
+ships scenarios to Locust workers that way).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import string
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+import numpy as np
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
+                      ValidationError, ValidationInfo, WithJsonSchema, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+from bench import distributions as dist
+from bench import keys as mwkeys
+from bench.errors import InputError
+from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
+
+#: Where scenario names are looked up, in order (`load_scenario("smoke")`).
+SCENARIO_DIRS: list[Path] = [Path(__file__).resolve().parent.parent / "scenarios"]
+
+#: Every key the harness writes starts with this (DESIGN.md: only keys under our prefix).
+DEFAULT_KEY_PREFIX = "cb:"
+
+#: A YAML document that expands to more nodes than this (alias bombs) is refused.
+MAX_YAML_NODES = 200_000
+
+# ----------------------------------------------------------------------------- quantities
+
+
+def _quantity(py_type: type, parse: Callable[[Any], Any], example: str) -> Any:
+    """An annotated type accepting a number or a string with units (`example` shows how).
+
+    The JSON Schema says both forms are accepted so that editors don't flag `30s`.
+    """
+    def validate(value: Any) -> Any:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return parse(value)
+        raise ValueError(f"expected a number or a string like {example}, got {value!r}")
+
+    schema = {"anyOf": [{"type": "number"}, {"type": "string"}],
+              "description": f"a number or a string like {example}"}
+    return Annotated[py_type, BeforeValidator(validate), WithJsonSchema(schema)]
+
+
+def _weight(value: Any) -> float:
+    """A relative weight: a number >= 0 or a percentage (`40%` -> 0.4)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return parse_fraction(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 \
+            and math.isfinite(value):
+        return float(value)
+    raise ValueError(f"expected a weight: a number >= 0 or a percentage like 40%, got {value!r}")
+
+
+def _finite(value: Any) -> float:
+    """A plain finite number (distribution parameters); refuses strings, bools, inf, nan."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+Duration = _quantity(float, parse_duration, "30s, 5m or 250ms")
+Size = _quantity(int, parse_size, "100B, 4KiB or 1MiB")
+Rate = _quantity(float, parse_rate, "20000, 20k or 20k/s")
+Fraction = _quantity(float, parse_fraction, "0.999 or 99.9%")
+Weight = Annotated[float, BeforeValidator(_weight),
+                   WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                                             {"type": "string", "pattern": "%$"}]})]
+Number = Annotated[float, BeforeValidator(_finite)]
+
+
+class _Model(BaseModel):
+    """Base of all scenario models: unknown keys are refused with the list of known ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = {info.alias or name for name, info in cls.model_fields.items()}
+            for key in data:
+                if key not in known:
+                    raise PydanticCustomError(
+                        "unknown_field", "unknown field {field!r}; expected one of: {known}",
+                        {"field": key, "known": ", ".join(sorted(known))})
+        return data
+
+
+# ------------------------------------------------------------------------ distributions
+#
+# Each spec model validates what a person writes and `build()`s the sampler of
+# bench.distributions. Building happens during validation (KeySpace), so a parameter
+# the sampler refuses is reported with its line like any other mistake.
+
+
+class _Clamped(_Model):
+    """Sizes may be clamped: values below `min` become `min`, above `max` become `max`."""
+
+    min: Size | None = None
+    max: Size | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Clamped:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not be above max ({self.max})")
+        return self
+
+    def _clamps(self) -> dict[str, int]:
+        return {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
+
+
+class FixedSize(_Clamped):
+    """Every value has the same size."""
+
+    dist: Literal["fixed"] = "fixed"
+    size: Size
+
+    def build(self) -> Any:
+        return dist.Fixed(self.size, **self._clamps())
+
+
+class UniformSizeSpec(_Clamped):
+    """Sizes uniform in [min, max] (both required here: they are the range, not clamps)."""
+
+    dist: Literal["uniform"]
+    min: Size
+    max: Size
+
+    def build(self) -> Any:
+        return dist.UniformSize(self.min, self.max)
+
+
+class WeightedSizes(_Clamped):
+    """A few sizes with weights: `choices: {100B: 50%, 4KiB: 50%}`."""
+
+    dist: Literal["weighted"]
+    choices: dict[Size, Weight] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _some_weight(cls, value: dict[int, float]) -> dict[int, float]:
+        if sum(value.values()) <= 0:
+            raise ValueError("expected at least one weight > 0")
+        return value
+
+    def build(self) -> Any:
+        return dist.WeightedChoice(list(self.choices), list(self.choices.values()),
+                                   **self._clamps())
+
+
+class NormalSize(_Clamped):
+    """Normal around `mean` with standard deviation `sd` (negative draws clamp to min or 0)."""
+
+    dist: Literal["normal"]
+    mean: Size
+    sd: Size = Field(gt=0)
+
+    def build(self) -> Any:
+        return dist.Normal(self.mean, self.sd, **self._clamps())
+
+
+class LogNormalSize(_Clamped):
+    """Lognormal, given either `mu`/`sigma` of log(bytes) (numpy's convention) or the
+    `median` and `p99` sizes people usually know."""
+
+    dist: Literal["lognormal"]
+    mu: Number | None = None
+    sigma: Number | None = Field(default=None, gt=0)
+    median: Size | None = None
+    p99: Size | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LogNormalSize:
+        by_log = self.mu is not None and self.sigma is not None
+        by_sizes = self.median is not None and self.p99 is not None
+        if by_log == by_sizes or (by_log and (self.median or self.p99)) \
+                or (by_sizes and (self.mu is not None or self.sigma is not None)):
+            raise ValueError("expected either mu and sigma, or median and p99 (e.g. "
+                             "median: 500B, p99: 20KiB)")
+        return self
+
+    def build(self) -> Any:
+        if self.median is not None:
+            return dist.LogNormal.from_median_p99(self.median, self.p99, **self._clamps())
+        return dist.LogNormal(self.mu, self.sigma, **self._clamps())
+
+
+class GevSize(_Clamped):
+    """Generalized extreme value: loc, scale, shape (Atikoglu et al. 2012 for key sizes)."""
+
+    dist: Literal["gev"]
+    loc: Number
+    scale: Number = Field(gt=0)
+    shape: Number
+
+    def build(self) -> Any:
+        return dist.GEV(self.loc, self.scale, self.shape, **self._clamps())
+
+
+class GParetoSize(_Clamped):
+    """Generalized Pareto: loc, scale, shape (Atikoglu et al. 2012 for value sizes)."""
+
+    dist: Literal["gpareto"]
+    loc: Number = 0.0
+    scale: Number = Field(gt=0)
+    shape: Number
+
+    def build(self) -> Any:
+        return dist.GeneralizedPareto(self.loc, self.scale, self.shape, **self._clamps())
+
+
+class EmpiricalSize(_Clamped):
+    """A measured CDF, inline (`points: [[100B, 0.2], [4KiB, 1.0]]`, size and cumulative
+    fraction) or from a file (`file: sizes.csv`, relative to the scenario file: rows of
+    size,cdf or size,count, or memcached `stats sizes` output)."""
+
+    dist: Literal["empirical"]
+    points: list[tuple[Size, Fraction]] | None = Field(default=None, min_length=1)
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EmpiricalSize:
+        if (self.points is None) == (self.file is None):
+            raise ValueError("expected exactly one of points (inline CDF) or file (a CSV)")
+        return self
+
+    def build(self) -> Any:
+        if self.file is not None:
+            return dist.Empirical.from_csv(self.file, **self._clamps())
+        return dist.Empirical(self.points, **self._clamps())
+
+
+SizeSpec = Annotated[FixedSize | UniformSizeSpec | WeightedSizes | NormalSize | LogNormalSize
+                     | GevSize | GParetoSize | EmpiricalSize, Field(discriminator="dist")]
+
+
+def _size_shorthand(value: Any) -> Any:
+    """`value_size: 4KiB` means `{dist: fixed, size: 4KiB}`."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return {"dist": "fixed", "size": value}
+    if isinstance(value, dict) and "dist" not in value and "size" in value:
+        return {"dist": "fixed", **value}
+    return value
+
+
+SizeField = Annotated[SizeSpec, BeforeValidator(_size_shorthand)]
+
+
+class UniformPop(_Model):
+    """Every key equally likely."""
+
+    dist: Literal["uniform"] = "uniform"
+
+    def build(self, n: int) -> Any:
+        return dist.Uniform(n)
+
+
+class ZipfPop(_Model):
+    """Key of rank k drawn with probability proportional to 1/k^alpha; rank 0 = key 0."""
+
+    dist: Literal["zipf"]
+    alpha: Number = Field(gt=0)
+
+    def build(self, n: int) -> Any:
+        return dist.Zipf(n, self.alpha)
+
+
+class ScrambledZipfPop(_Model):
+    """Zipf popularity, with the popular keys scattered over the key space (YCSB)."""
+
+    dist: Literal["scrambled_zipf"]
+    alpha: Number = Field(gt=0)
+
+    def build(self, n: int) -> Any:
+        return dist.ScrambledZipf(n, self.alpha)
+
+
+class HotspotPop(_Model):
+    """`hot_share` of the requests go to the first `hot_fraction` of the keys (YCSB)."""
+
+    dist: Literal["hotspot"]
+    hot_fraction: Fraction = 0.2
+    hot_share: Fraction = 0.8
+
+    def build(self, n: int) -> Any:
+        return dist.Hotspot(n, self.hot_fraction, self.hot_share)
+
+
+class SequentialPop(_Model):
+    """Keys in order 0, 1, 2, ... (a scan); position from the op's place in the stream."""
+
+    dist: Literal["sequential"]
+
+    def build(self, n: int) -> Any:
+        return dist.Sequential(n)
+
+
+class LatestPop(_Model):
+    """Recently written keys are the popular ones (YCSB `latest`), zipf over recency."""
+
+    dist: Literal["latest"]
+    alpha: Number = Field(default=0.99, gt=0)
+
+    def build(self, n: int) -> Any:
+        return dist.Latest(n, self.alpha)
+
+
+PopularitySpec = Annotated[UniformPop | ZipfPop | ScrambledZipfPop | HotspotPop | SequentialPop
+                           | LatestPop, Field(discriminator="dist")]
+
+
+def _popularity_shorthand(value: Any) -> Any:
+    """`popularity: uniform` means `{dist: uniform}`."""
+    return {"dist": value} if isinstance(value, str) else value
+
+
+PopularityField = Annotated[PopularitySpec, BeforeValidator(_popularity_shorthand)]
+
+
+class TimeDist(_Model):
+    """Durations (TTLs, regeneration times): fixed, weighted choices, or uniform in a range.
+
+    Written as `1h`, as `{1h: 70%, 1d: 30%}`, or as `{min: 10ms, max: 200ms}`.
+    """
+
+    choices: dict[Duration, Weight] | None = None
+    min: Duration | None = None
+    max: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return {"choices": {value: 1}}
+        if isinstance(value, dict) and value and not set(value) & {"choices", "min", "max"}:
+            return {"choices": value}
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TimeDist:
+        if self.choices is not None:
+            if self.min is not None or self.max is not None:
+                raise ValueError("expected either choices or min/max, not both")
+            if not self.choices or sum(self.choices.values()) <= 0:
+                raise ValueError("expected at least one duration with a weight > 0")
+        elif self.min is None or self.max is None or self.min > self.max:
+            raise ValueError("expected a duration like 1h, a mapping like {1h: 70%, 1d: 30%}, "
+                             "or a range {min: 10ms, max: 200ms} with min <= max")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """`n` durations in seconds (float64)."""
+        if self.choices is None:
+            return rng.uniform(self.min, self.max, n)
+        values = np.fromiter(self.choices, dtype=np.float64)
+        if len(values) == 1:
+            return np.full(n, values[0])
+        weights = np.fromiter(self.choices.values(), dtype=np.float64)
+        return values[rng.choice(len(values), n, p=weights / weights.sum())]
+
+    def mean(self) -> float:
+        """Expected duration in seconds."""
+        if self.choices is None:
+            return (self.min + self.max) / 2
+        total = sum(self.choices.values())
+        return sum(d * w for d, w in self.choices.items()) / total
+
+
+NO_EXPIRY = TimeDist(choices={0.0: 1.0})
+NO_WAIT = TimeDist(choices={0.0: 1.0})
+
+# ------------------------------------------------------------------------------- op mix
+
+#: Single protocol calls, and the composite patterns the executor knows.
+SIMPLE_OPS = ("get", "get_multi", "set", "add", "replace", "delete", "incr", "decr", "touch",
+              "hget", "hset")
+PATTERN_OPS = ("wan_get", "wan_delete", "redlock", "ratelimit")
+ALL_OPS = SIMPLE_OPS + PATTERN_OPS
+
+#: Settings of a mix entry and the ops they apply to (anything else is a mistake).
+OP_SETTINGS: dict[str, tuple[str, ...]] = {
+    "on_miss": ("get", "get_multi", "incr", "decr"),
+    "regen": ("get", "get_multi", "wan_get"),
+    "batch": ("get_multi",),
+    "delta": ("incr", "decr", "ratelimit"),
+    "instances": ("redlock",),
+    "hold": ("redlock",),
+}
+#: What `on_miss` may say, per op: cache-aside set for reads, init-by-add for counters.
+ON_MISS: dict[str, tuple[str, ...]] = {"get": ("set",), "get_multi": ("set",),
+                                       "incr": ("add",), "decr": ("add",)}
+
+
+def _batch_shorthand(value: Any) -> Any:
+    """`batch: 10` is a fixed batch of 10 keys; otherwise a size distribution."""
+    return _size_shorthand(value)
+
+
+class MixEntry(_Model):
+    """One entry of a key space's op mix; `op` defaults to the entry's name."""
+
+    op: Literal[ALL_OPS] | None = None  # type: ignore[valid-type]
+    weight: Weight = 1.0
+    on_miss: Literal["set", "add"] | None = None
+    regen: TimeDist | None = None
+    batch: Annotated[SizeSpec, BeforeValidator(_batch_shorthand)] | None = None
+    delta: int = Field(default=1, ge=1)
+    instances: int = Field(default=3, ge=1, le=16)
+    hold: TimeDist | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weight_shorthand(cls, value: Any) -> Any:
+        """`get: 80%` means `get: {weight: 80%}`."""
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return {"weight": value}
+        return value
+
+    def applicable(self, op: str) -> None:
+        """Raise ValueError for a setting that does not apply to `op`."""
+        for setting, ops in OP_SETTINGS.items():
+            if setting in self.model_fields_set and op not in ops:
+                raise ValueError(f"{setting!r} applies to {', '.join(ops)}, not to {op}")
+        if self.on_miss is not None and self.on_miss not in ON_MISS[op]:
+            raise ValueError(f"on_miss for {op} must be {' or '.join(ON_MISS[op])}")
+
+
+# ----------------------------------------------------------------------- key space parts
+
+
+class Compression(_Model):
+    """MediaWiki compresses serialized values above `threshold` bytes (gzip);
+    the stored size is the size times `ratio`."""
+
+    threshold: Size = mwkeys.COMPRESSION_THRESHOLD
+    ratio: Fraction = Field(default=0.35, gt=0)
+
+
+class WanSettings(_Model):
+    """WANObjectCache emulation: check keys read with every value, mutex on regeneration."""
+
+    check_keys: list[str] = Field(default_factory=list, max_length=8)
+    mutex: bool = True
+    mutex_release: Literal["delete", "expire"] = "delete"
+
+
+class TraceSpec(_Model):
+    """Replay a Twitter cache-trace CSV (`timestamp,key,key_size,value_size,client_id,
+    operation,ttl`): `speed` 2 plays it twice as fast; `loop` starts over at the end."""
+
+    file: str
+    speed: Number = Field(default=1.0, gt=0)
+    loop: bool = True
+
+
+#: Template of a key space that gives none: its name and the key's index.
+DEFAULT_TEMPLATE = "{space}:{id}"
+
+
+class Built(NamedTuple):
+    """The objects a key space's settings turn into (see KeySpace.build)."""
+
+    popularity: Any
+    value_size: Any
+    key_size: Any
+    template: Any
+    check_templates: list[Any]
+
+
+class KeySpace(_Model):
+    """A family of keys with one shape, popularity, size, TTL and op mix.
+
+    `weight` is the key space's share of all ops (relative to the other key spaces).
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: Weight = 1.0
+    keys: int | None = Field(default=None, ge=1, le=2**40)
+    template: str | None = None
+    vars: dict[str, dict[str, Weight]] = Field(default_factory=dict)
+    popularity: PopularityField = UniformPop()
+    value_size: SizeField = FixedSize(size=100)
+    key_size: SizeField | None = None
+    ttl: TimeDist = NO_EXPIRY
+    values: Literal["blob", "counter"] = "blob"
+    compressibility: Fraction = 0.5
+    compression: Compression | None = None
+    segmentation: bool = False
+    wan: WanSettings = WanSettings()
+    hash_fields: int = Field(default=16, ge=1)
+    prefill: bool = True
+    trace: TraceSpec | None = None
+    mix: dict[str, MixEntry] = Field(default_factory=dict)
+
+    @field_validator("vars", mode="before")
+    @classmethod
+    def _vars_lists(cls, value: Any) -> Any:
+        """`vars: {shard: [a, b]}` means equal weights."""
+        if isinstance(value, dict):
+            return {k: ({str(x): 1 for x in v} if isinstance(v, list) else v)
+                    for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> KeySpace:
+        if self.trace is not None:
+            self._check_trace_form()
+            return self
+        if self.keys is None:
+            raise ValueError("expected keys: the number of keys in this key space")
+        if not self.mix:
+            raise ValueError("expected mix: at least one op with a weight, e.g. {get: 90%, set: 10%}")
+        for name, entry in self.mix.items():
+            _check_entry(name, entry)
+        if sum(e.weight for e in self.mix.values()) <= 0:
+            raise ValueError("expected at least one op in mix with a weight > 0")
+        if isinstance(self.value_size, EmpiricalSize) and self.value_size.file:
+            _resolve_file(self.value_size, _base_dir(info))
+        try:
+            self.build()
+        except (ValueError, OSError) as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    def _check_trace_form(self) -> None:
+        """A trace brings its own keys, sizes, TTLs and ops; settings for those are mistakes."""
+        own = {"keys", "template", "vars", "popularity", "value_size", "key_size", "ttl", "mix"}
+        clash = sorted(own & self.model_fields_set)
+        if clash:
+            raise ValueError(f"a trace key space takes keys, sizes, TTLs and ops from the "
+                             f"trace; remove {', '.join(clash)}")
+
+    def build(self) -> Built:
+        """Fresh samplers and key templates for this key space.
+
+        Called during validation (so a parameter they refuse gets a line number) and by
+        each Workload, which owns its samplers (Sequential and Latest keep state).
+        """
+        vars_ = {name: (list(w), list(w.values())) for name, w in self.vars.items()}
+        return Built(
+            popularity=self.popularity.build(self.keys),
+            value_size=self.value_size.build(),
+            key_size=self.key_size.build() if self.key_size else None,
+            template=mwkeys.KeyTemplate(self.template or DEFAULT_TEMPLATE, vars_),
+            check_templates=[mwkeys.KeyTemplate(t, vars_) for t in self.wan.check_keys])
+
+    @property
+    def uses_wan(self) -> bool:
+        """Whether keys of this space live under WANCache:<key>|#|v."""
+        return any(_op_of(n, e) in ("wan_get", "wan_delete") for n, e in self.mix.items())
+
+
+def _check_entry(name: str, entry: MixEntry) -> None:
+    """The entry names a known op (its own name or `op:`) and only settings for that op."""
+    op = _op_of(name, entry)
+    if op not in ALL_OPS:
+        raise ValueError(f"mix entry {name!r}: unknown op; name it after one of "
+                         f"{', '.join(ALL_OPS)} or give op:")
+    try:
+        entry.applicable(op)
+    except ValueError as err:
+        raise ValueError(f"mix entry {name!r}: {err}") from None
+
+
+def _op_of(name: str, entry: MixEntry) -> str:
+    """The op a mix entry runs: `op:` if given, else the entry's own name."""
+    return entry.op or name
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    """Directory of the scenario file (relative paths in it are relative to it)."""
+    return (info.context or {}).get("base_dir")
+
+
+def _resolve_file(spec: EmpiricalSize, base_dir: Path | None) -> None:
+    """Make a relative CSV path relative to the scenario file (frozen model: set directly)."""
+    path = Path(spec.file)
+    if not path.is_absolute() and base_dir is not None:
+        object.__setattr__(spec, "file", str(base_dir / path))
+
+
+# ------------------------------------------------------------------------------- load
+
+
+class Load(_Model):
+    """How hard and how long: open loop at `rate` ops/s, or closed loop with `users`."""
+
+    mode: Literal["open", "closed"] = "open"
+    rate: Rate | None = None
+    arrival: Literal["poisson", "uniform"] = "poisson"
+    users: int = Field(default=16, ge=1, le=100_000)
+    think: Duration = 0.0
+    duration: Duration = 60.0
+    warmup: Duration = 5.0
+    prefill: bool = True
+
+    @model_validator(mode="after")
+    def _rate_for_open(self) -> Load:
+        if self.mode == "open" and self.rate is None:
+            raise ValueError("open loop needs rate (total ops/s, e.g. 20k/s); "
+                             "or set mode: closed")
+        if self.duration <= 0:
+            raise ValueError("duration must be > 0, e.g. 60s")
+        return self
+
+
+class Scenario(_Model):
+    """A validated scenario; `keyspaces` are weighted against each other."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    target: str | None = None
+    seed: int = Field(default=1, ge=0, lt=2**63)
+    key_prefix: str = Field(default=DEFAULT_KEY_PREFIX, min_length=1, max_length=64,
+                            pattern=r"^[\x21-\x7e]+$")
+    load: Load = Load(rate=1000)
+    slo: Any | None = None
+    keyspaces: list[KeySpace] = Field(min_length=1)
+
+    _file: str | None = PrivateAttr(default=None)
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _slo(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        file = (info.context or {}).get("file")
+        return _parse_slo(value, file)
+
+    @model_validator(mode="after")
+    def _unique_and_trace(self) -> Scenario:
+        names = [ks.name for ks in self.keyspaces]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise PydanticCustomError(
+                    "duplicate", "duplicate key space name {name!r}; names must be unique",
+                    {"name": name, "index": i})
+        if any(ks.trace for ks in self.keyspaces) and len(self.keyspaces) > 1:
+            raise ValueError("a trace key space replays the whole op stream: it must be "
+                             "the only key space")
+        return self
+
+    @property
+    def file(self) -> str | None:
+        """The file this scenario was loaded from (None when built from data)."""
+        return self._file
+
+    def to_json(self) -> dict[str, Any]:
+        """The scenario as validated, plain JSON (run.json `scenario.resolved`).
+
+        Valid input again: `Scenario.from_json(s.to_json())` equals `s`.
+        """
+        data = self.model_dump(mode="json", exclude={"slo"})
+        data["slo"] = _slo_data(self.slo)
+        return _stringify_keys(data)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], file: str | None = None) -> Scenario:
+        """Validate a scenario from already-parsed data (no line numbers available)."""
+        return validate_data(data, file=file)
+
+
+def _parse_slo(value: Any, file: str | None) -> Any:
+    """The `slo:` block, validated by bench.slo (raising ValueError so we add the line)."""
+    from bench.slo import parse_slo
+
+    try:
+        return parse_slo(value, file)
+    except InputError as err:
+        raise PydanticCustomError("slo", "{message}",
+                                  {"message": str(err).split(": ", 2)[-1],
+                                   "slo_field": err.field}) from None
+
+
+def _slo_data(slo: Any) -> Any:
+    """The SLO in its file form for JSON, whatever object bench.slo returned."""
+    if slo is None:
+        return None
+    if hasattr(slo, "to_data"):
+        return slo.to_data()
+    return slo.model_dump(mode="json", by_alias=True)
+
+
+def _stringify_keys(data: Any) -> Any:
+    """JSON keys are strings; sizes and durations as mapping keys become "4096" and "3600.0"."""
+    if isinstance(data, dict):
+        return {str(k): _stringify_keys(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_stringify_keys(v) for v in data]
+    return data
+
+
+# ------------------------------------------------------------------------ YAML with lines
+
+Path_ = tuple[Any, ...]
+
+
+class _YamlDoc:
+    """Parsed YAML plus the line (1-based) where each mapping key / list item starts."""
+
+    def __init__(self, text: str, file: str | None) -> None:
+        self.file = file
+        self.lines: dict[Path_, int] = {}
+        self._visited = 0
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise InputError("the file is empty; expected a scenario mapping "
+                                 "(name, load, keyspaces)", file=file)
+            self._record(loader, node, (), set())
+            self.data = loader.construct_document(node)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            raise InputError(f"not valid YAML: {err.problem or err.context}", file=file,
+                             line=mark.line + 1 if mark else None) from None
+        except (yaml.YAMLError, ValueError, OverflowError) as err:
+            raise InputError(f"not valid YAML: {err}", file=file) from None
+        except RecursionError:
+            raise InputError("not valid YAML here: nested too deeply", file=file) from None
+        finally:
+            loader.dispose()
+
+    def _record(self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_,
+                active: set[int]) -> None:
+        """Walk the node tree: note lines, refuse duplicate keys, cycles and alias bombs."""
+        self._visited += 1
+        if self._visited > MAX_YAML_NODES:
+            raise InputError(f"the document expands to more than {MAX_YAML_NODES} nodes "
+                             "(aliases?); a scenario is much smaller", file=self.file)
+        if id(node) in active:
+            raise InputError("a YAML alias refers to itself; expected plain data",
+                             file=self.file, line=node.start_mark.line + 1)
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._record(loader, item, path + (i,), active | {id(node)})
+        elif isinstance(node, yaml.MappingNode):
+            self._record_mapping(loader, node, path, active | {id(node)})
+
+    def _record_mapping(self, loader: yaml.SafeLoader, node: yaml.MappingNode, path: Path_,
+                        active: set[int]) -> None:
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._record(loader, value_node, path, active)
+                continue
+            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) \
+                else None
+            line = key_node.start_mark.line + 1
+            if key is not None and key in seen:
+                raise InputError(f"duplicate key {key!r} (first at line {seen[key]})",
+                                 file=self.file, line=line,
+                                 field=_field_path(path + (key,)))
+            if key is not None:
+                seen[key] = line
+                self.lines[path + (key,)] = line
+            self._record(loader, value_node, path + (key,), active)
+
+    def line_of(self, path: Path_) -> int | None:
+        """Line of the longest prefix of `path` that the document has."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+
+def _field_path(path: Path_) -> str:
+    """('keyspaces', 0, 'popularity') -> `keyspaces[0].popularity`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _data_path(loc: Path_, data: Any) -> Path_:
+    """pydantic's location mapped onto the data: union tags and validator names dropped.
+
+    A loc element that is not a key (or index) of the data at that point is a tag such as
+    `zipf` or `function-after[...]`; only the last element may be absent (a missing field).
+    """
+    path: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, dict) and str(part) in {str(k) for k in node}:
+            key = next(k for k in node if str(k) == str(part))
+            node = node[key]
+            path.append(key)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif i == len(loc) - 1 and isinstance(part, str) and not part.startswith("function"):
+            path.append(part)
+    return tuple(path)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """pydantic's message, trimmed, with the offending value when it is a scalar."""
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = error.get("input")
+    if kind not in ("unknown_field", "slo", "duplicate") and \
+            isinstance(value, (str, int, float, bool)) and "got" not in message:
+        message += f" (got {value!r})"
+    return message
+
+
+def _input_error(err: ValidationError, doc: _YamlDoc | None, data: Any,
+                 file: str | None) -> InputError:
+    """The first validation error as one InputError with file, line and field path."""
+    error = err.errors(include_url=False)[0]
+    path = _data_path(error["loc"], data)
+    ctx = error.get("ctx") or {}
+    if error["type"] == "unknown_field":
+        path += (ctx["field"],)
+    elif error["type"] == "duplicate":
+        path = ("keyspaces", ctx["index"], "name")
+    elif error["type"] == "slo" and ctx.get("slo_field"):
+        path += tuple(int(p) if p.isdigit() else p
+                      for p in re.split(r"[.\[\]]+", ctx["slo_field"]) if p)
+    line = doc.line_of(path) if doc else None
+    return InputError(_describe(error), file=file, line=line,
+                      field=_field_path(path) or "(top level)")
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def validate_data(data: Any, *, file: str | None = None, doc: _YamlDoc | None = None,
+                  default_name: str | None = None) -> Scenario:
+    """Validate parsed data as a scenario; raise InputError (file, line, field, expected)."""
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping with name, load and keyspaces at the top, got "
+                         f"{type(data).__name__}", file=file, line=1)
+    if default_name and "name" not in data:
+        data = {"name": default_name, **data}
+    base_dir = Path(file).resolve().parent if file else None
+    try:
+        scenario = Scenario.model_validate(data, context={"file": file, "base_dir": base_dir})
+    except ValidationError as err:
+        raise _input_error(err, doc, data, file) from None
+    except RecursionError:
+        raise InputError("nested too deeply", file=file) from None
+    scenario._file = file
+    return scenario
+
+
+def parse_scenario(text: str, file: str | None = None) -> Scenario:
+    """Parse and validate YAML text (the name defaults to the file's stem)."""
+    doc = _YamlDoc(text, file)
+    stem = Path(file).stem if file else None
+    return validate_data(doc.data, file=file, doc=doc, default_name=stem)
+
+
+def resolve_scenario(name_or_path: str | Path) -> Path:
+    """A file path as given, or a name looked up as <dir>/<name>.yaml in SCENARIO_DIRS."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
+        if not path.is_file():
+            raise InputError("no such scenario file", file=text)
+        return path
+    for directory in SCENARIO_DIRS:
+        candidate = directory / f"{text}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(scenario_names()) or "none"
+    raise InputError(f"unknown scenario {text!r}; expected a file path or one of: {known}")
+
+
+def scenario_names() -> list[str]:
+    """Names of the scenarios in SCENARIO_DIRS (first directory wins on a clash)."""
+    names: dict[str, None] = {}
+    for directory in SCENARIO_DIRS:
+        for path in sorted(directory.glob("*.yaml")):
+            names.setdefault(path.stem, None)
+    return list(names)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a scenario by name (scenarios/<name>.yaml) or path; InputError when bad."""
+    path = resolve_scenario(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the scenario: {err}", file=str(path)) from None
+    return parse_scenario(text, str(path))
+
+
+def read_csv_rows(path: str | Path, columns: int) -> list[list[str]]:
+    """Rows of a CSV with at least `columns` fields, header line skipped when not numeric."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+    if rows and not rows[0][0].strip().lstrip("-").replace(".", "", 1).isdigit():
+        rows = rows[1:]
+    for number, row in enumerate(rows, 1):
+        if len(row) < columns:
+            raise ValueError(f"{path}: row {number}: expected {columns} columns, got {len(row)}")
+    return rows
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{variables}` a key template uses (for messages and previews)."""
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f]

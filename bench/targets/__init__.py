@@ -1,0 +1,82 @@
+"""Target adapters: one small interface over memcached (node or pool), Redis, Redis Cluster.
+
+The workload only sees `Target`; which protocol carries an operation is decided once,
+by the URL. A proxy (twemproxy/nutcracker) is just `memcached://proxy:port` or
+`redis://proxy:port`: one node from the client's view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.targets import memcached, redis
+from bench.targets.base import Target, TargetInfo, UnsupportedOperation, parse_target
+
+__all__ = ["Target", "TargetInfo", "UnsupportedOperation", "error_kind", "open_target",
+           "parse_target", "server_stats", "server_versions"]
+
+DEFAULT_TIMEOUT = 1.0
+STATS_TIMEOUT = 2.0
+_NODE_ERRORS = (OSError, *memcached.ERRORS, *redis.ERRORS)
+
+
+def open_target(info: TargetInfo, timeout: float = DEFAULT_TIMEOUT) -> Target:
+    """A NEW set of clients (one per Locust user, never shared). No network I/O happens
+    here: connection problems surface, classified, on the first call. A `?timeout=`
+    in the URL is the most specific setting and wins over `timeout`."""
+    seconds = info.options.get("timeout", timeout)
+    if info.kind == "memcached":
+        return memcached.MemcachedTarget(info.nodes, seconds)
+    if info.kind == "redis":
+        return redis.RedisTarget(info, seconds)
+    return redis.RedisClusterTarget(info, seconds)
+
+
+def error_kind(exc: BaseException) -> str:
+    """One of "timeout", "connection", "server", "client", "other" for an exception raised
+    by a Target call; the recorder counts errors by these kinds."""
+    kind = memcached.error_kind(exc) or redis.error_kind(exc)
+    if kind:
+        return kind
+    if isinstance(exc, TimeoutError):       # socket.timeout is TimeoutError
+        return "timeout"
+    if isinstance(exc, OSError):            # refused, reset, broken pipe, unknown host
+        return "connection"
+    if isinstance(exc, UnsupportedOperation):
+        return "client"
+    return error_kind(exc.__cause__) if exc.__cause__ is not None else "other"
+
+
+def server_stats(info: TargetInfo, timeout: float = STATS_TIMEOUT) -> dict[str, dict[str, Any]]:
+    """{"host:port": {counter: number}} from a fresh connection per node (memcached
+    `stats`, Redis `INFO all`; every master of a cluster). A node that does not answer,
+    e.g. a proxy that has no `stats`/`INFO`, gets {"error": "..."} instead."""
+    if info.kind == "memcached":
+        return _per_node(info.nodes, lambda node: memcached.node_stats(node, timeout))
+    return _per_node(_redis_nodes(info, timeout),
+                     lambda node: redis.node_stats(info, node, timeout))
+
+
+def server_versions(info: TargetInfo, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
+    """{"host:port": "1.6.18"}; a node that does not answer gets {"error": "..."}."""
+    if info.kind == "memcached":
+        return _per_node(info.nodes, lambda node: memcached.node_version(node, timeout))
+    return _per_node(_redis_nodes(info, timeout),
+                     lambda node: redis.node_version(info, node, timeout))
+
+
+def _redis_nodes(info: TargetInfo, timeout: float) -> list[str]:
+    """The nodes whose counters make up the target: every master of a cluster."""
+    return redis.cluster_masters(info, timeout) if info.kind == "redis-cluster" else info.nodes
+
+
+def _per_node(nodes: list[str], ask: Callable[[str], Any]) -> dict[str, Any]:
+    """`ask` each node; one node's failure is recorded for it and does not stop the rest."""
+    answers: dict[str, Any] = {}
+    for node in nodes:
+        try:
+            answers[node] = ask(node)
+        except _NODE_ERRORS as exc:
+            answers[node] = {"error": f"{type(exc).__name__}: {exc}"}
+    return answers
