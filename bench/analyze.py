@@ -18,7 +18,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ from hdrh.histogram import HdrHistogram
 
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.hlog import read_hlog
-from bench.recorder import counts_array, new_histogram
-from bench.rundir import ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS, TimelineRow, read_run
+from bench.recorder import Layout, default_layout, layout_for, sparse_counts
+from bench.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
+                          TimelineRow, read_run)
 from bench.slo import SloSpec, evaluate, load_slo, parse_slo
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
@@ -38,48 +38,6 @@ LOOKUP_OPS = frozenset({"get", "get_multi", "gets", "hget", "hmget", "hgetall", 
 
 
 # --- histogram layout and percentiles ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The value range each counts-array index stands for, for one histogram configuration."""
-
-    lowest: np.ndarray   # lowest equivalent value of each index (us)
-    highest: np.ndarray  # highest equivalent value: what hdrh reports for a percentile
-    median: np.ndarray   # middle of the range: what hdrh's mean uses
-    histogram: HdrHistogram = field(repr=False)  # an empty one, to map values to indexes
-
-    @property
-    def counts_len(self) -> int:
-        """Length of a dense counts array."""
-        return len(self.lowest)
-
-    def index_of(self, value_us: int) -> int:
-        """Counts index holding `value_us` (values above the range map to the last index)."""
-        return min(self.histogram.get_counts_array_index(int(value_us)), self.counts_len - 1)
-
-
-@lru_cache(maxsize=8)
-def layout_for(lowest: int, highest: int, significant_figures: int) -> Layout:
-    """Layout of `HdrHistogram(lowest, highest, significant_figures)`, vectorised from hdrh's
-    `get_value_from_index` and `get_highest_equivalent_value`."""
-    hist = HdrHistogram(lowest, highest, significant_figures)
-    index = np.arange(hist.counts_len, dtype=np.int64)
-    bucket = (index >> hist.sub_bucket_half_count_magnitude) - 1
-    sub_bucket = (index & (hist.sub_bucket_half_count - 1)) + hist.sub_bucket_half_count
-    first = bucket < 0
-    sub_bucket[first] -= hist.sub_bucket_half_count
-    bucket[first] = 0
-    low = sub_bucket << (bucket + hist.unit_magnitude)
-    size = np.int64(1) << (bucket + hist.unit_magnitude)
-    return Layout(lowest=low, highest=low + size - 1, median=low + (size >> 1), histogram=hist)
-
-
-def default_layout() -> Layout:
-    """The harness-wide layout: 1 us .. 60 s, 3 significant digits (recorder.new_histogram)."""
-    hist = new_histogram()
-    return layout_for(hist.lowest_trackable_value, hist.highest_trackable_value,
-                      hist.significant_figures)
 
 
 def _targets(totals: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
@@ -212,13 +170,6 @@ def _add_sparse(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return unique, np.bincount(inverse, weights=cnt).round().astype(np.int64)
 
 
-def sparse_counts(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """(non-zero indexes, their counts) of a histogram, read through a numpy view."""
-    dense = counts_array(histogram)
-    idx = np.flatnonzero(dense)
-    return idx, dense[idx].astype(np.int64)
-
-
 # --- loading run directories -----------------------------------------------------------
 
 
@@ -255,7 +206,15 @@ class RunData:
 
     @property
     def duration_s(self) -> float:
-        """Measured time: first interval start to last interval end."""
+        """Measured time: the measured window that run.json records (the union over
+        directories), else first interval start to last interval end.
+
+        Intervals are whole wall-clock seconds, so a 10 s window usually touches 11 of
+        them; dividing by their span would understate throughput by up to 2 s worth.
+        """
+        windows = [r["measured"] for r in self.runs if r.get("measured")]
+        if windows:
+            return float(max(w["to"] for w in windows) - min(w["from"] for w in windows))
         if not self.n_intervals:
             return 0.0
         return float((self.interval_starts + self.interval_lengths).max()
@@ -308,7 +267,7 @@ class _Builder:
         self.hist: dict[str, dict[float, list[tuple[np.ndarray, np.ndarray]]]] = \
             defaultdict(lambda: defaultdict(list))
         self.rows: dict[str, dict[float, dict[str, int]]] = defaultdict(dict)
-        self.layout: Layout | None = None
+        self.config: tuple[int, int, int] | None = None  # (lowest, highest, digits)
 
     def add_hlog(self, path: Path) -> None:
         """Decode every histogram of a log into sparse counts, grouped by tag and start."""
@@ -324,11 +283,11 @@ class _Builder:
 
     def _check_layout(self, histogram: HdrHistogram, path: Path) -> None:
         """All histograms must share one layout, else their counts cannot be added."""
-        layout = layout_for(histogram.lowest_trackable_value,
-                            histogram.highest_trackable_value, histogram.significant_figures)
-        if self.layout is None:
-            self.layout = layout
-        elif layout is not self.layout:
+        config = (histogram.lowest_trackable_value, histogram.highest_trackable_value,
+                  histogram.significant_figures)
+        if self.config is None:
+            self.config = config
+        elif config != self.config:
             raise InputError("histograms with different ranges or precision cannot be merged",
                              file=str(path))
 
@@ -346,7 +305,7 @@ class _Builder:
         """Align everything on the sorted union of interval starts."""
         starts = np.array(sorted(self.starts), dtype=np.float64)
         position = {s: i for i, s in enumerate(starts.tolist())}
-        layout = self.layout or default_layout()
+        layout = layout_for(*self.config) if self.config else default_layout()
         series: dict[str, TagSeries] = {}
         for tag, per_start in self.hist.items():
             series[tag] = TagSeries.build({position[s]: p for s, p in per_start.items()},

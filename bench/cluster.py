@@ -96,6 +96,8 @@ def free_port() -> int:
 
 def pid_alive(pid: int) -> bool:
     """Whether `pid` runs (zombies count as dead: PID 1 here may never reap them)."""
+    if pid <= 0:  # waitpid and kill give 0 and -1 group-wide meanings: never a server
+        return False
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child and it exited: reap it
             return False
@@ -401,7 +403,6 @@ def start_redis(port: int, workdir: str | Path, cluster: bool = False,
         return _launch(LocalServer(name=name, kind="redis-cluster" if cluster else "redis",
                                    protocol="redis", port=p, pid=0, log=str(log), argv=argv))
 
-    workdir.mkdir(parents=True, exist_ok=True)
     return _on_free_port(port, start)
 
 
@@ -410,14 +411,14 @@ def start_nutcracker(backends: Sequence[str], workdir: str | Path,
                      name: str = "nutcracker") -> LocalServer:
     """nutcracker (twemproxy) on 127.0.0.1:`port` in front of `backends` ("host:port").
 
-    ketama over fnv1a_64 as Wikimedia ran it; hosts are never ejected, so a stalled backend
-    shows up as latency instead of silently moving keys. Stats (JSON) on `stats_port`.
+    ketama over fnv1a_64; hosts are never ejected, so a stalled backend shows up as
+    latency instead of silently moving keys. Stats (JSON) on `stats_port`.
     """
     if protocol not in _PROBES:
         raise ValueError(f"protocol must be memcached or redis, got {protocol!r}")
     binary = find_binaries("nutcracker")["nutcracker"]
     workdir = Path(workdir).absolute()
-    conf, log, pidfile = (workdir / f"{name}{ext}" for ext in (".yml", ".log", ".pid"))
+    conf, log = workdir / f"{name}.yml", workdir / f"{name}.log"
 
     def start(p: int) -> LocalServer:
         stats_port = free_port()
@@ -426,7 +427,7 @@ def start_nutcracker(backends: Sequence[str], workdir: str | Path,
                 "servers": [f"{backend}:1" for backend in backends]}
         conf.write_text(yaml.safe_dump({"cachebench": pool}, sort_keys=False))
         argv = [binary, "-c", str(conf), "-s", str(stats_port), "-a", HOST, "-i", "1000",
-                "-o", str(log), "-p", str(pidfile)]
+                "-o", str(log)]
         return _launch(LocalServer(name=name, kind="nutcracker", protocol=protocol, port=p,
                                    pid=0, log=str(log), argv=argv, stats_port=stats_port))
 
@@ -691,7 +692,7 @@ def _print_state(state: ClusterState, as_json: bool, title: str,
     for column in ("name", "kind", "address", "pid", "health" if health else "log"):
         table.add_column(column, overflow="fold")
     for server in state.servers:
-        last = health[server.name] if health else server.log
+        last = health[server.name] if health else Path(server.log).name
         table.add_row(server.name, server.kind, server.address, str(server.pid), last)
     Console(highlight=False).print(table)
     for name, url in state.urls.items():

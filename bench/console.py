@@ -1,23 +1,36 @@
 """What the terminal shows: the summary table with SLO verdicts, and live run progress.
 
 Latencies are stored in microseconds and shown in milliseconds, the unit SLOs for
-caches are written in. Everything reads the summary dict (summary.json), so a table
-printed now and one printed from an old run directory look the same.
+caches are written in. Tables read the summary dict (summary.json), so a table printed
+now and one printed from an old run directory look the same. Live progress reads the
+run directory as it is written (the load runs in Locust child processes), or takes
+numbers through `RunProgress.update`.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+from hdrh.histogram import HdrHistogram
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from bench.analyze import percentiles_from_counts
+from bench.recorder import counts_array
+from bench.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_COLUMNS, TIMELINE_CSV
 from bench.slo import failures, format_percent, format_us
 
 SHOWN = ("p50", "p99", "p99.9", "max")
@@ -146,26 +159,95 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     console.print(verdict_line(summary))
 
 
-class RunProgress:
-    """Live status line for long runs: elapsed/total, achieved vs asked rate, p99, errors.
+class _Tail:
+    """New complete lines of a file that another process appends to.
 
-    The driver calls `update` once per interval. Disabled (every call a no-op) when
-    `quiet` or when the console is not a terminal, so logs and CI output stay clean.
-    Use as a context manager, or call `start` and `stop`.
+    Keeps its offset and any unfinished last line, so each call reads only what was
+    appended since the previous one (an hour's log is never re-read every refresh).
     """
 
-    def __init__(self, total_s: float, asked_rate: float | None = None, *,
-                 console: Console | None = None, quiet: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = ""
+
+    def lines(self) -> list[str]:
+        """Lines completed since the last call (none while the file does not exist)."""
+        try:
+            with self.path.open(encoding="utf-8", newline="") as handle:
+                handle.seek(self.offset)
+                text = handle.read()
+                self.offset = handle.tell()
+        except FileNotFoundError:
+            return []
+        *complete, self.partial = (self.partial + text).split("\n")
+        return complete
+
+
+class RunDirWatcher:
+    """The latest closed interval of a run directory being written: rate, p99, errors.
+
+    The driver runs Locust in child processes, so what it knows of the run is what they
+    write to timeline.csv and latency.hlog; intervals are written whole, then flushed.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.timeline = _Tail(Path(run_dir) / TIMELINE_CSV)
+        self.hlog = _Tail(Path(run_dir) / LATENCY_HLOG)
+        self.errors = 0
+
+    def poll(self) -> tuple[float | None, float | None]:
+        """(ops/s, p99 us) of the newest interval seen since the last poll, else (None, None)."""
+        return self._rate(), self._p99()
+
+    def _rate(self) -> float | None:
+        """Ops/s of the newest interval in new timeline rows; adds their errors to the total."""
+        rows = [line.split(",") for line in self.timeline.lines()
+                if line and not line.startswith("start,")]
+        if not rows:
+            return None
+        self.errors += sum(int(row[TIMELINE_COLUMNS.index("errors")]) for row in rows)
+        newest = rows[-1][0]
+        count = sum(int(row[TIMELINE_COLUMNS.index("count")]) for row in rows if row[0] == newest)
+        return count / max(float(rows[-1][1]), 1e-9)
+
+    def _p99(self) -> float | None:
+        """p99 (us) over all ops of the newest interval in new hlog lines (latency tags only)."""
+        entries = [line[4:].split(",") for line in self.hlog.lines() if line.startswith("Tag=")]
+        entries = [e for e in entries if len(e) == 5 and not e[0].endswith(SERVICE_SUFFIX)]
+        if not entries:
+            return None
+        newest = entries[-1][1]
+        counts = sum(counts_array(HdrHistogram.decode(e[4])).astype(np.int64)
+                     for e in entries if e[1] == newest)
+        return float(percentiles_from_counts(counts, [99.0])[0])
+
+
+class RunProgress:
+    """Live status for long runs: elapsed/total, achieved vs asked rate, p99, errors.
+
+    Two ways to feed it: `update(...)` with numbers (once per interval), or `refresh()`
+    when it was given the run directory being written, which it then reads itself.
+    Disabled (every call a no-op) when `quiet` or when the console is not a terminal,
+    so logs and CI output stay clean. A context manager, or call `start` and `stop`.
+    """
+
+    def __init__(self, run_dir: str | Path | None, total_s: float,
+                 asked_rate: float | None = None, *, console: Console | None = None,
+                 quiet: bool = False) -> None:
         self.console = console or Console(stderr=True)
         self.total_s = total_s
         self.asked_rate = asked_rate
         self.enabled = not quiet and self.console.is_terminal
+        self.watcher = RunDirWatcher(run_dir) if run_dir is not None else None
         self._live: Live | None = None
+        self._started = time.monotonic()
         self._state: dict[str, Any] = {"elapsed_s": 0.0, "ops_per_s": None, "p99_us": None,
                                        "errors": 0, "phase": "starting"}
 
     def start(self) -> None:
         """Begin the live display (nothing when disabled)."""
+        self._started = time.monotonic()
         if self.enabled and self._live is None:
             self._live = Live(self.render(), console=self.console, auto_refresh=False,
                               transient=False)
@@ -178,12 +260,25 @@ class RunProgress:
             self._live = None
 
     def update(self, elapsed_s: float, ops_per_s: float | None, p99_us: float | None,
-               errors: int, phase: str = "measuring") -> None:
-        """New numbers for the last interval: achieved rate, its p99 (us), errors so far."""
+               errors: int, phase: str = "running") -> None:
+        """New numbers: achieved rate and p99 (us) of the last interval, errors so far."""
         self._state.update(elapsed_s=elapsed_s, ops_per_s=ops_per_s, p99_us=p99_us,
                            errors=errors, phase=phase)
         if self._live is not None:
             self._live.update(self.render(), refresh=True)
+
+    def refresh(self) -> None:
+        """Read what the run directory gained and redraw (wall-clock elapsed time).
+
+        Only when enabled: a hidden display need not decode histograms.
+        """
+        if not self.enabled or self.watcher is None:
+            return
+        ops_per_s, p99_us = self.watcher.poll()
+        state = self._state
+        self.update(time.monotonic() - self._started,
+                    state["ops_per_s"] if ops_per_s is None else ops_per_s,
+                    state["p99_us"] if p99_us is None else p99_us, self.watcher.errors)
 
     def render(self) -> Group:
         """The display: a bar and one line of numbers (also used by tests)."""
@@ -203,3 +298,20 @@ class RunProgress:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.stop()
+
+
+@contextmanager
+def task_progress(description: str, total: int | None = None,
+                  quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A counting progress line (prefill); yields `advance(n)`. Silent off a terminal."""
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        yield lambda n: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()) if total else \
+        (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,}"),
+         TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -123,9 +123,11 @@ _ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00
 
 def _norm_ppf(u: np.ndarray) -> np.ndarray:
     """Standard normal quantile, vectorised (numpy has none): Acklam's rational
-    approximation, relative error below 1.2e-9, which is far below a byte for sizes."""
+    approximation, relative error below 1.2e-9, which is far below a byte for sizes.
+    u = 0 (which `Generator.random` can return) gives the 1e-308 quantile, about -37.5,
+    rather than -inf or nan."""
     u = np.asarray(u, dtype=np.float64)
-    tail = np.minimum(u, 1.0 - u)
+    tail = np.maximum(np.minimum(u, 1.0 - u), np.finfo(np.float64).tiny)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.sqrt(-2.0 * np.log(tail))
         outer = np.polyval(_ACKLAM_C, q) / np.polyval(_ACKLAM_D, q)
@@ -201,8 +203,8 @@ class _RejectionInversion:
     """Exact bounded Zipf sampler by rejection-inversion (Hörmann & Derflinger 1996,
     "Rejection-inversion to generate variates from monotone discrete distributions",
     ACM TOMACS 6(3)), vectorised; constants as in Apache Commons RNG's
-    RejectionInversionZipfSampler. O(1) memory for any n; accepts > 90 % of candidates
-    for every exponent, so a batch needs one or two rounds."""
+    RejectionInversionZipfSampler. O(1) memory for any n; it accepts about 99 % of
+    candidates (98.7 % at alpha = 2, the lowest seen), so a batch takes a few rounds."""
 
     def __init__(self, n: int, alpha: float) -> None:
         self.n, self.alpha = n, alpha
@@ -426,9 +428,8 @@ class Latest(Popularity):
         super().__init__(n)
         self._zipf = Zipf(self.n, alpha)
         self.alpha = self._zipf.alpha
-        self.newest = self.n - 1
-        if newest is not None:
-            self.advance(newest - self.newest)
+        self.newest = 0
+        self.advance(self.n - 1 if newest is None else newest)
 
     def advance(self, k: int) -> None:
         """Move the insertion point forward by `k` keys (k newly inserted keys)."""
@@ -712,11 +713,14 @@ class GEV(_ExtremeValue):
     """
 
     def _from_exponential(self, e: np.ndarray) -> np.ndarray:
-        """u = exp(-e): loc + scale * (e ** -shape - 1) / shape."""
-        return self.loc + self.scale * _expm1_ratio(-np.log(e), self.shape)
+        """u = exp(-e): loc + scale * (e ** -shape - 1) / shape. The ends e = 0 and
+        e = inf (u = 1 and u = 0) map to the ends of the support, without warnings."""
+        with np.errstate(divide="ignore"):
+            return self.loc + self.scale * _expm1_ratio(-np.log(e), self.shape)
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
-        return self._from_exponential(-np.log(u))
+        with np.errstate(divide="ignore"):
+            return self._from_exponential(-np.log(u))
 
     def raw_mean(self) -> float:
         if self.shape >= 1.0:

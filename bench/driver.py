@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__, analyze, cluster, console, rundir
-from bench.errors import EXIT_FAILED, EXIT_OK, InputError, TargetError
+from bench.errors import InputError, TargetError
 from bench.scenario import Scenario, load_scenario
-from bench.slo import SloSpec, load_slo, parse_slo
+from bench.slo import SloSpec, load_slo
 from bench.targets import TargetInfo, open_target, parse_target, server_versions
 from bench.units import parse_duration, parse_rate
 from bench.workload import Workload
@@ -95,12 +95,10 @@ def _flag(parse: Any, value: str, flag: str) -> Any:
         raise InputError(str(err), field=flag) from None
 
 
-def resolve_target(args: Namespace, scenario: Scenario) -> TargetInfo:
+def resolve_target_url(args: Namespace, scenario: Scenario) -> str:
     """--target, else the scenario's target, else the local cluster's memcached pool."""
     url = args.target or scenario.target or DEFAULT_TARGET
-    if url.startswith("local:"):
-        url = cluster.resolve_local(url)
-    return parse_target(url)
+    return cluster.resolve_local(url) if url.startswith("local:") else url
 
 
 def check_reachable(info: TargetInfo) -> dict[str, str]:
@@ -168,11 +166,11 @@ def _package_versions() -> dict[str, str | None]:
     return found
 
 
-def locust_config(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetInfo,
+def locust_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
                   run_dir: Path, info_json: dict[str, Any]) -> dict[str, Any]:
     """The JSON that bench.loadgen.RunConfig reads in every Locust process."""
     return {
-        "scenario": scenario.to_json(), "seed": plan.seed, "target_url": info.url,
+        "scenario": scenario.to_json(), "seed": plan.seed, "target_url": url,
         "timeout_s": _flag(parse_duration, args.timeout, "--timeout"),
         "mode": plan.mode, "rate": plan.rate, "arrival": plan.arrival, "users": plan.users,
         "think_s": plan.think_s, "warmup_s": plan.warmup_s, "duration_s": plan.duration_s,
@@ -227,16 +225,17 @@ def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet
 def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int) -> int:
     """Analyze the run directory, print the table, map the verdict to an exit code."""
     info = rundir.read_run_info(run_dir)
+    if info.get("status") == "aborted":
+        raise TargetError(f"run aborted: {info.get('reason', 'see ' + str(run_dir / 'locust.log'))}")
     if info.get("status") == "running":
-        tail = _tail(run_dir / "locust.out") or _tail(run_dir / "locust.log")
+        tail = _tail(run_dir / "locust.log") or _tail(run_dir / "locust.out")
         raise TargetError(f"the load generator stopped without finishing the run "
-                          f"(Locust exit code {locust_rc}); see {run_dir}/locust.out\n{tail}")
+                          f"(Locust exit code {locust_rc}); see {run_dir}/locust.log\n{tail}")
     summary = analyze.summarize(analyze.load_runs([run_dir]), slo)
     analyze.write_summary(run_dir, summary)
     console.print_summary(summary)
     print(f"results: {run_dir}")
-    passed = summary.get("slo", {}).get("passed")
-    return EXIT_FAILED if passed is False else EXIT_OK
+    return analyze.exit_code(summary)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -249,7 +248,8 @@ def run_command(args: Namespace) -> int:
     """`bench run`: the whole run, from scenario to verdict."""
     scenario = load_scenario(args.scenario)
     plan = plan_load(args, scenario)
-    info = resolve_target(args, scenario)
+    url = resolve_target_url(args, scenario)
+    info = parse_target(url)
     slo = resolve_slo(args, scenario)
     versions = check_reachable(info)
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
@@ -257,7 +257,7 @@ def run_command(args: Namespace) -> int:
     if plan.prefill:
         prefill(info, workload, args.quiet)
     info_json = run_info(args, scenario, plan, info, slo, versions)
-    config = locust_config(args, scenario, plan, info, run_dir, info_json)
+    config = locust_config(args, scenario, plan, url, run_dir, info_json)
     proc = launch_locust(locust_argv(args, plan, run_dir, info.redacted), config, run_dir)
     if args.master:
         print(f"waiting for {args.expect_workers} worker(s) on "

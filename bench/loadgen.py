@@ -38,7 +38,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
 from bench import rundir
-from bench.recorder import Interval, Recorder
+from bench.recorder import Interval, Recorder, recorded_values
 from bench.scenario import Scenario
 from bench.targets import open_target, parse_target, server_stats
 from bench.workload import Executor, Workload
@@ -207,7 +207,7 @@ class ProcessLoad:
         self._done = True
         self._flusher.kill(block=False)
         self._ship(self.recorder.flush(time.perf_counter(), final=True))
-        _deliver(self.environment, MSG_DONE, {})
+        _deliver(self.environment, MSG_DONE)
 
     def _flush_loop(self) -> None:
         while True:
@@ -217,16 +217,16 @@ class ProcessLoad:
     def _ship(self, intervals: list[Interval]) -> None:
         for interval in intervals:
             feed_locust_stats(self.environment.stats, interval)
-            _deliver(self.environment, MSG_INTERVAL, interval.to_message())
+            _deliver(self.environment, MSG_INTERVAL, interval)
 
 
-def _deliver(environment: Any, kind: str, data: dict[str, Any]) -> None:
-    """Send to the master, or hand straight to this process's sink when there is none."""
+def _deliver(environment: Any, kind: str, interval: Interval | None = None) -> None:
+    """Send to the master (encoded), or hand straight to this process's own sink."""
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        runner.send_message(kind, data)
+        runner.send_message(kind, interval.to_message() if interval is not None else {})
     elif RunSink.current is not None:
-        RunSink.current.handle(kind, data, LOCAL_SOURCE)
+        RunSink.current.receive(kind, interval, LOCAL_SOURCE)
 
 
 def feed_locust_stats(stats: Any, interval: Interval) -> None:
@@ -240,20 +240,18 @@ def feed_locust_stats(stats: Any, interval: Interval) -> None:
         entry.last_request_timestamp = interval.start + interval.length
         entry.num_requests = op.count
         entry.num_reqs_per_sec[second] = op.count
-        errors = sum(op.errors.values())
-        entry.num_failures = errors
-        if errors:
-            entry.num_fail_per_sec[second] = errors
+        entry.num_failures = op.error_count
+        if op.error_count:
+            entry.num_fail_per_sec[second] = op.error_count
         entry.total_content_length = op.bytes
-        hist = op.latency
-        entry.min_response_time = hist.get_min_value() / 1000.0
-        entry.max_response_time = hist.get_max_value() / 1000.0
-        for item in hist.get_recorded_iterator():
-            ms = item.value_iterated_to / 1000.0
-            entry.total_response_time += ms * item.count_at_value_iterated_to
+        values_us, counts = recorded_values(op.latency)
+        values_ms = values_us / 1000.0
+        entry.min_response_time = float(values_ms[0])
+        entry.max_response_time = op.latency.get_max_value() / 1000.0
+        entry.total_response_time = float(values_ms @ counts)
+        for ms, count in zip(values_ms.tolist(), counts.tolist()):
             bucket = bucket_response_time(ms)
-            entry.response_times[bucket] = entry.response_times.get(bucket, 0) + \
-                item.count_at_value_iterated_to
+            entry.response_times[bucket] = entry.response_times.get(bucket, 0) + count
         stats.get(name, "cache").extend(entry)
         stats.total.extend(entry)
         for kind, count in op.errors.items():
@@ -309,18 +307,30 @@ class RunSink:
         self.cfg = cfg
         self.sources = sources
         self.target_info = parse_target(cfg.target_url)
-        self.stats_before = _stats_snapshot(self.target_info)
-        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time())
+        self.stats_before: dict[str, Any] = {}
+        if cfg.warmup_s > 0:
+            gevent.spawn_later(cfg.warmup_s, self._snapshot_before)
+        else:
+            self._snapshot_before()
+        now = time.time()
+        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, now)
+        self.measured_from = now + cfg.warmup_s
         self.pending: dict[float, tuple[Interval, set[str]]] = {}
         self.done: set[str] = set()
         self.finished = False
         self._ticker = gevent.spawn(self._tick_loop)
 
-    def handle(self, kind: str, data: dict[str, Any], source: str) -> None:
+    def _snapshot_before(self) -> None:
+        """Server counters at the start of the measured window (after warm-up), so their
+        deltas cover the same commands as the harness's counts."""
+        self.stats_before = _stats_snapshot(self.target_info)
+
+    def receive(self, kind: str, interval: Interval | None, source: str) -> None:
+        """An interval (MSG_INTERVAL) or the end of a source's measurements (MSG_DONE)."""
         if self.finished:
             return
-        if kind == MSG_INTERVAL:
-            self._add(Interval.from_message(data), source)
+        if kind == MSG_INTERVAL and interval is not None:
+            self._add(interval, source)
         elif kind == MSG_DONE:
             self.done.add(source)
             if len(self.done) >= self.sources:
@@ -351,7 +361,7 @@ class RunSink:
             gevent.sleep(0.5)
             self._write_due()
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, reason: str | None = None) -> None:
         """Write what is left, the server counters after, and close the run directory."""
         if self.finished:
             return
@@ -359,7 +369,10 @@ class RunSink:
         self._write_due(everything=True)
         after = _stats_snapshot(self.target_info)
         self.writer.write_server_stats(self.stats_before, after, self.target_info.kind)
-        self.writer.finish(status)
+        measured_to = min(time.time(), self.measured_from + self.cfg.duration_s)
+        self.writer.info["measured"] = {"from": self.measured_from,
+                                        "to": max(measured_to, self.measured_from)}
+        self.writer.finish(status, reason=reason)
         log.info("cachebench: run directory %s %s", self.cfg.run_dir, status)
         if not self.cfg.ui:
             gevent.spawn_later(0.1, self.environment.runner.quit)
@@ -386,12 +399,23 @@ def _on_init(environment: Any, **_: Any) -> None:
 
 def _from_worker(msg: Any) -> None:
     if RunSink.current is not None:
-        RunSink.current.handle(msg.type, msg.data, msg.node_id)
+        interval = Interval.from_message(msg.data) if msg.type == MSG_INTERVAL else None
+        RunSink.current.receive(msg.type, interval, msg.node_id)
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Any, **_: Any) -> None:
-    cfg = _config(environment)
+    """Set up this process's part of the run; a setup failure aborts the whole run."""
+    try:
+        _start_process(environment, _config(environment))
+    except Exception as exc:  # noqa: BLE001  (reported in run.json and the log, then quit)
+        log.error("cachebench: cannot start the run: %s", exc, exc_info=True)
+        if RunSink.current is not None:
+            RunSink.current.finish("aborted", reason=str(exc))
+        gevent.spawn_later(0.1, environment.runner.quit)
+
+
+def _start_process(environment: Any, cfg: RunConfig) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         environment.parsed_options.cachebench_workers = runner.worker_count

@@ -22,6 +22,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -51,6 +52,65 @@ def counts_array(histogram: HdrHistogram) -> np.ndarray:
     Lets the recorder fill and the analyzer read histograms without Python loops.
     """
     return np.ctypeslib.as_array(histogram.counts)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The value range each counts-array index stands for, for one histogram configuration."""
+
+    lowest: np.ndarray   # lowest equivalent value of each index (us)
+    highest: np.ndarray  # highest equivalent value: what hdrh reports for a percentile
+    median: np.ndarray   # middle of the range: what hdrh's mean uses
+    histogram: HdrHistogram = field(repr=False)  # an empty one, to map values to indexes
+
+    @property
+    def counts_len(self) -> int:
+        """Length of a dense counts array."""
+        return len(self.lowest)
+
+    def index_of(self, value_us: int) -> int:
+        """Counts index holding `value_us` (values above the range map to the last index)."""
+        return min(self.histogram.get_counts_array_index(int(value_us)), self.counts_len - 1)
+
+
+@lru_cache(maxsize=8)
+def layout_for(lowest: int, highest: int, significant_figures: int) -> Layout:
+    """Layout of `HdrHistogram(lowest, highest, significant_figures)`, vectorised from hdrh's
+    `get_value_from_index` and `get_highest_equivalent_value`."""
+    hist = HdrHistogram(lowest, highest, significant_figures)
+    index = np.arange(hist.counts_len, dtype=np.int64)
+    bucket = (index >> hist.sub_bucket_half_count_magnitude) - 1
+    sub_bucket = (index & (hist.sub_bucket_half_count - 1)) + hist.sub_bucket_half_count
+    first = bucket < 0
+    sub_bucket[first] -= hist.sub_bucket_half_count
+    bucket[first] = 0
+    low = sub_bucket << (bucket + hist.unit_magnitude)
+    size = np.int64(1) << (bucket + hist.unit_magnitude)
+    return Layout(lowest=low, highest=low + size - 1, median=low + (size >> 1), histogram=hist)
+
+
+def default_layout() -> Layout:
+    """The harness-wide layout: 1 us .. 60 s, 3 significant digits (recorder.new_histogram)."""
+    hist = new_histogram()
+    return layout_for(hist.lowest_trackable_value, hist.highest_trackable_value,
+                      hist.significant_figures)
+
+
+def sparse_counts(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """(non-zero indexes, their counts) of a histogram, read through a numpy view."""
+    dense = counts_array(histogram)
+    idx = np.flatnonzero(dense)
+    return idx, dense[idx].astype(np.int64)
+
+
+def recorded_values(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest equivalent value in us, count) of every non-zero bucket, without a Python loop.
+
+    hdrh's `get_recorded_iterator` walks all 17,408 counters in Python; this reads them
+    through numpy, for consumers that need a histogram's shape once per interval.
+    """
+    idx, cnt = sparse_counts(histogram)
+    return default_layout().lowest[idx], cnt
 
 
 def counts_indexes(histogram: HdrHistogram, values: np.ndarray) -> np.ndarray:

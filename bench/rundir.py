@@ -190,8 +190,12 @@ class RunWriter:
         _write_json_atomically(self.path / SERVER_STATS_JSON,
                                {"kind": kind, "before": before, "after": after})
 
-    def finish(self, status: str = "completed", ended: float | None = None) -> None:
-        """Close the files and rewrite run.json with the final status and end time."""
+    def finish(self, status: str = "completed", ended: float | None = None,
+               reason: str | None = None) -> None:
+        """Close the files and rewrite run.json with the final status and end time.
+
+        `reason` says why a run did not complete (run.json `reason`), for the user.
+        """
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, got {status!r}")
         if self.finished:
@@ -200,6 +204,8 @@ class RunWriter:
         self._timeline.close()
         self.info.update(ended=iso_utc(time.time() if ended is None else ended),
                          status=status, completed=status == "completed")
+        if reason:
+            self.info["reason"] = reason
         _write_json_atomically(self.path / RUN_JSON, self.info)
         self.finished = True
 

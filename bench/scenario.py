@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -37,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from bench import distributions as dist
 from bench import keys as mwkeys
 from bench.errors import InputError
+from bench.slo import SloSpec, parse_slo
 from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
 
 #: Where scenario names are looked up, in order (`load_scenario("smoke")`).
@@ -57,9 +57,15 @@ def _quantity(py_type: type, parse: Callable[[Any], Any], example: str) -> Any:
     The JSON Schema says both forms are accepted so that editors don't flag `30s`.
     """
     def validate(value: Any) -> Any:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return parse(value)
-        raise ValueError(f"expected a number or a string like {example}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"expected a number or a string like {example}, got {value!r}")
+        try:
+            result = parse(value)
+        except OverflowError:
+            result = math.inf
+        if not math.isfinite(result):
+            raise ValueError(f"expected a finite quantity like {example}, got {value!r}")
+        return result
 
     schema = {"anyOf": [{"type": "number"}, {"type": "string"}],
               "description": f"a number or a string like {example}"}
@@ -105,10 +111,18 @@ class _Model(BaseModel):
             known = {info.alias or name for name, info in cls.model_fields.items()}
             for key in data:
                 if key not in known:
-                    raise PydanticCustomError(
-                        "unknown_field", "unknown field {field!r}; expected one of: {known}",
-                        {"field": key, "known": ", ".join(sorted(known))})
+                    raise error_at((key,), f"unknown field {key!r}; expected one of: "
+                                           f"{', '.join(sorted(known))}")
         return data
+
+
+def error_at(path: tuple[Any, ...], message: str) -> PydanticCustomError:
+    """A validation error about `path` below the model that raises it.
+
+    pydantic locates a model validator's error at the model itself; carrying the
+    field's path lets the message name the field and its line instead.
+    """
+    return PydanticCustomError("at", "{message}", {"message": message, "at": path})
 
 
 # ------------------------------------------------------------------------ distributions
@@ -268,7 +282,8 @@ def _size_shorthand(value: Any) -> Any:
     return value
 
 
-SizeField = Annotated[SizeSpec, BeforeValidator(_size_shorthand)]
+SizeField = Annotated[SizeSpec, BeforeValidator(
+    _size_shorthand, json_schema_input_type=int | float | str | SizeSpec)]
 
 
 class UniformPop(_Model):
@@ -339,7 +354,8 @@ def _popularity_shorthand(value: Any) -> Any:
     return {"dist": value} if isinstance(value, str) else value
 
 
-PopularityField = Annotated[PopularitySpec, BeforeValidator(_popularity_shorthand)]
+PopularityField = Annotated[PopularitySpec, BeforeValidator(
+    _popularity_shorthand, json_schema_input_type=str | PopularitySpec)]
 
 
 class TimeDist(_Model):
@@ -351,15 +367,6 @@ class TimeDist(_Model):
     choices: dict[Duration, Weight] | None = None
     min: Duration | None = None
     max: Duration | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return {"choices": {value: 1}}
-        if isinstance(value, dict) and value and not set(value) & {"choices", "min", "max"}:
-            return {"choices": value}
-        return value
 
     @model_validator(mode="after")
     def _one_form(self) -> TimeDist:
@@ -391,8 +398,18 @@ class TimeDist(_Model):
         return sum(d * w for d, w in self.choices.items()) / total
 
 
+def _time_shorthand(value: Any) -> Any:
+    """`1h` is one choice; a mapping without choices/min/max is the choices."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return {"choices": {value: 1}}
+    if isinstance(value, dict) and value and not set(value) & {"choices", "min", "max"}:
+        return {"choices": value}
+    return value
+
+
+TimeField = Annotated[TimeDist, BeforeValidator(
+    _time_shorthand, json_schema_input_type=int | float | str | dict[str, float | str] | TimeDist)]
 NO_EXPIRY = TimeDist(choices={0.0: 1.0})
-NO_WAIT = TimeDist(choices={0.0: 1.0})
 
 # ------------------------------------------------------------------------------- op mix
 
@@ -416,39 +433,30 @@ ON_MISS: dict[str, tuple[str, ...]] = {"get": ("set",), "get_multi": ("set",),
                                        "incr": ("add",), "decr": ("add",)}
 
 
-def _batch_shorthand(value: Any) -> Any:
-    """`batch: 10` is a fixed batch of 10 keys; otherwise a size distribution."""
-    return _size_shorthand(value)
-
-
 class MixEntry(_Model):
     """One entry of a key space's op mix; `op` defaults to the entry's name."""
 
     op: Literal[ALL_OPS] | None = None  # type: ignore[valid-type]
     weight: Weight = 1.0
     on_miss: Literal["set", "add"] | None = None
-    regen: TimeDist | None = None
-    batch: Annotated[SizeSpec, BeforeValidator(_batch_shorthand)] | None = None
+    regen: TimeField | None = None
+    batch: SizeField | None = None
     delta: int = Field(default=1, ge=1)
     instances: int = Field(default=3, ge=1, le=16)
-    hold: TimeDist | None = None
+    hold: TimeField | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _weight_shorthand(cls, value: Any) -> Any:
-        """`get: 80%` means `get: {weight: 80%}`."""
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return {"weight": value}
-        return value
 
-    def applicable(self, op: str) -> None:
-        """Raise ValueError for a setting that does not apply to `op`."""
-        for setting, ops in OP_SETTINGS.items():
-            if setting in self.model_fields_set and op not in ops:
-                raise ValueError(f"{setting!r} applies to {', '.join(ops)}, not to {op}")
-        if self.on_miss is not None and self.on_miss not in ON_MISS[op]:
-            raise ValueError(f"on_miss for {op} must be {' or '.join(ON_MISS[op])}")
 
+
+def _weight_shorthand(value: Any) -> Any:
+    """`get: 80%` means `get: {weight: 80%}`."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return {"weight": value}
+    return value
+
+
+MixField = Annotated[MixEntry, BeforeValidator(
+    _weight_shorthand, json_schema_input_type=float | str | MixEntry)]
 
 # ----------------------------------------------------------------------- key space parts
 
@@ -462,11 +470,17 @@ class Compression(_Model):
 
 
 class WanSettings(_Model):
-    """WANObjectCache emulation: check keys read with every value, mutex on regeneration."""
+    """WANObjectCache emulation: check keys read with every value, mutex on regeneration.
+
+    `scheme` is how sister keys keep a key's family on one server: mcrouter's hash stop
+    (`WANCache:<key>|#|v`, Wikimedia) or a hash tag (`WANCache:{<key>}:v`, for twemproxy
+    and Redis Cluster, where a get_multi must not span slots).
+    """
 
     check_keys: list[str] = Field(default_factory=list, max_length=8)
     mutex: bool = True
     mutex_release: Literal["delete", "expire"] = "delete"
+    scheme: Literal["hash_stop", "hash_tag"] = "hash_stop"
 
 
 class TraceSpec(_Model):
@@ -479,7 +493,12 @@ class TraceSpec(_Model):
 
 
 #: Template of a key space that gives none: its name and the key's index.
-DEFAULT_TEMPLATE = "{space}:{id}"
+DEFAULT_TEMPLATE = "{space}:key:{{id}}"
+
+
+def _used(variables: dict[str, Any], template: str) -> dict[str, Any]:
+    """The variables a (check key) template uses: KeyTemplate refuses unused ones."""
+    return {k: v for k, v in variables.items() if "{" + k + "}" in template}
 
 
 class Built(NamedTuple):
@@ -492,6 +511,60 @@ class Built(NamedTuple):
     check_templates: list[Any]
 
 
+class IndexVar(_Model):
+    """The key index plus `offset`, in decimal (a page or revision ID of realistic width)."""
+
+    kind: Literal["index"] = "index"
+    offset: int = Field(default=0, ge=0, lt=2**53)
+
+    def build(self) -> Any:
+        return mwkeys.Index(self.offset)
+
+
+class ChoiceVar(_Model):
+    """One of `values` (weighted), fixed per key: `{enwiki: 38, dewiki: 6}` or a list."""
+
+    kind: Literal["choice"] = "choice"
+    values: dict[str, Weight] = Field(min_length=1)
+
+    @field_validator("values")
+    @classmethod
+    def _some_weight(cls, value: dict[str, float]) -> dict[str, float]:
+        if sum(value.values()) <= 0:
+            raise ValueError("expected at least one value with a weight > 0")
+        return value
+
+    def build(self) -> Any:
+        return mwkeys.Choice(tuple(self.values), tuple(self.values.values()))
+
+
+class PaddedVar(_Model):
+    """The key index padded to a length drawn per key (titles, hashes of varying length)."""
+
+    kind: Literal["padded"] = "padded"
+    length: SizeField
+
+    def build(self) -> Any:
+        return mwkeys.Padded(self.length.build())
+
+
+def _var_shorthand(value: Any) -> Any:
+    """`[a, b]` and `{a: 3, b: 1}` are choices; `{offset: N}` an index; `{length: ...}` padding."""
+    if isinstance(value, list):
+        return {"kind": "choice", "values": {str(v): 1 for v in value}}
+    if isinstance(value, dict) and "kind" not in value:
+        for key, kind in (("offset", "index"), ("length", "padded"), ("values", "choice")):
+            if key in value:
+                return {"kind": kind, **value}
+        return {"kind": "choice", "values": {str(k): v for k, v in value.items()}}
+    return value
+
+
+VarSpec = Annotated[IndexVar | ChoiceVar | PaddedVar, Field(discriminator="kind"),
+                    BeforeValidator(_var_shorthand, json_schema_input_type=list[str] | dict[
+                        str, Any] | IndexVar | ChoiceVar | PaddedVar)]
+
+
 class KeySpace(_Model):
     """A family of keys with one shape, popularity, size, TTL and op mix.
 
@@ -502,11 +575,12 @@ class KeySpace(_Model):
     weight: Weight = 1.0
     keys: int | None = Field(default=None, ge=1, le=2**40)
     template: str | None = None
-    vars: dict[str, dict[str, Weight]] = Field(default_factory=dict)
+    vars: dict[str, VarSpec] = Field(default_factory=dict)
     popularity: PopularityField = UniformPop()
     value_size: SizeField = FixedSize(size=100)
     key_size: SizeField | None = None
-    ttl: TimeDist = NO_EXPIRY
+    key_rules: Literal["1.44", "1.45"] = "1.44"
+    ttl: TimeField = NO_EXPIRY
     values: Literal["blob", "counter"] = "blob"
     compressibility: Fraction = 0.5
     compression: Compression | None = None
@@ -515,59 +589,71 @@ class KeySpace(_Model):
     hash_fields: int = Field(default=16, ge=1)
     prefill: bool = True
     trace: TraceSpec | None = None
-    mix: dict[str, MixEntry] = Field(default_factory=dict)
-
-    @field_validator("vars", mode="before")
-    @classmethod
-    def _vars_lists(cls, value: Any) -> Any:
-        """`vars: {shard: [a, b]}` means equal weights."""
-        if isinstance(value, dict):
-            return {k: ({str(x): 1 for x in v} if isinstance(v, list) else v)
-                    for k, v in value.items()}
-        return value
+    mix: dict[str, MixField] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> KeySpace:
         if self.trace is not None:
-            self._check_trace_form()
+            self._check_trace_form(info)
             return self
         if self.keys is None:
-            raise ValueError("expected keys: the number of keys in this key space")
+            raise error_at(("keys",), "required: the number of keys in this key space")
         if not self.mix:
-            raise ValueError("expected mix: at least one op with a weight, e.g. {get: 90%, set: 10%}")
+            raise error_at(("mix",), "required: at least one op with a weight, e.g. "
+                                     "{get: 90%, set: 10%}")
         for name, entry in self.mix.items():
             _check_entry(name, entry)
         if sum(e.weight for e in self.mix.values()) <= 0:
-            raise ValueError("expected at least one op in mix with a weight > 0")
+            raise error_at(("mix",), "expected at least one op with a weight > 0")
         if isinstance(self.value_size, EmpiricalSize) and self.value_size.file:
-            _resolve_file(self.value_size, _base_dir(info))
-        try:
-            self.build()
-        except (ValueError, OSError) as err:
-            raise ValueError(str(err)) from None
+            _resolve(self.value_size, _base_dir(info))
+        for path, build in (("popularity", self._popularity), ("value_size", self._value_size),
+                            ("key_size", self._key_size), ("template", self._template),
+                            (("wan", "check_keys"), self._check_templates)):
+            _attempt(path if isinstance(path, tuple) else (path,), build)
         return self
 
-    def _check_trace_form(self) -> None:
+    def _check_trace_form(self, info: ValidationInfo) -> None:
         """A trace brings its own keys, sizes, TTLs and ops; settings for those are mistakes."""
-        own = {"keys", "template", "vars", "popularity", "value_size", "key_size", "ttl", "mix"}
-        clash = sorted(own & self.model_fields_set)
-        if clash:
-            raise ValueError(f"a trace key space takes keys, sizes, TTLs and ops from the "
-                             f"trace; remove {', '.join(clash)}")
+        own = ("keys", "template", "vars", "popularity", "value_size", "key_size", "ttl", "mix")
+        for name in own:
+            if _is_set(self, name):
+                raise error_at((name,), "a trace key space takes keys, sizes, TTLs and ops "
+                                        "from the trace; remove this setting")
+        _resolve(self.trace, _base_dir(info))
+        _attempt(("trace", "file"), lambda: read_trace(self.trace.file))
+
+    def _popularity(self) -> Any:
+        return self.popularity.build(self.keys)
+
+    def _value_size(self) -> Any:
+        return self.value_size.build()
+
+    def _key_size(self) -> Any:
+        return self.key_size.build() if self.key_size else None
+
+    def _variables(self) -> dict[str, Any]:
+        return {name: spec.build() for name, spec in self.vars.items()}
+
+    def _template(self) -> Any:
+        template = self.template or DEFAULT_TEMPLATE.format(space=self.name)
+        return mwkeys.KeyTemplate(template, self._variables(), rules=self.key_rules)
+
+    def _check_templates(self) -> list[Any]:
+        variables = self._variables()
+        return [mwkeys.KeyTemplate(t, _used(variables, t), rules=self.key_rules)
+                for t in self.wan.check_keys]
 
     def build(self) -> Built:
         """Fresh samplers and key templates for this key space.
 
-        Called during validation (so a parameter they refuse gets a line number) and by
-        each Workload, which owns its samplers (Sequential and Latest keep state).
+        Called by each Workload, which owns its samplers (Sequential and Latest keep
+        state); validation builds each part once too, so that a parameter a sampler
+        refuses is reported with the field's line like any other mistake.
         """
-        vars_ = {name: (list(w), list(w.values())) for name, w in self.vars.items()}
-        return Built(
-            popularity=self.popularity.build(self.keys),
-            value_size=self.value_size.build(),
-            key_size=self.key_size.build() if self.key_size else None,
-            template=mwkeys.KeyTemplate(self.template or DEFAULT_TEMPLATE, vars_),
-            check_templates=[mwkeys.KeyTemplate(t, vars_) for t in self.wan.check_keys])
+        return Built(popularity=self._popularity(), value_size=self._value_size(),
+                     key_size=self._key_size(), template=self._template(),
+                     check_templates=self._check_templates())
 
     @property
     def uses_wan(self) -> bool:
@@ -579,12 +665,32 @@ def _check_entry(name: str, entry: MixEntry) -> None:
     """The entry names a known op (its own name or `op:`) and only settings for that op."""
     op = _op_of(name, entry)
     if op not in ALL_OPS:
-        raise ValueError(f"mix entry {name!r}: unknown op; name it after one of "
-                         f"{', '.join(ALL_OPS)} or give op:")
+        raise error_at(("mix", name), f"unknown op {name!r}; name the entry after one of "
+                                      f"{', '.join(ALL_OPS)}, or give op:")
+    for setting, ops in OP_SETTINGS.items():
+        if _is_set(entry, setting) and op not in ops:
+            raise error_at(("mix", name, setting),
+                           f"{setting!r} applies to {', '.join(ops)}, not to {op}")
+    if entry.on_miss is not None and entry.on_miss not in ON_MISS.get(op, ()):
+        expected = " or ".join(ON_MISS[op]) if op in ON_MISS else "not set (no on_miss for it)"
+        raise error_at(("mix", name, "on_miss"), f"on_miss for {op} must be {expected}")
+
+
+def _is_set(model: BaseModel, name: str) -> bool:
+    """Whether a setting differs from its default (a resolved scenario spells out the
+    defaults, so "given in the file" is not the test)."""
+    info = type(model).model_fields[name]
+    return getattr(model, name) != info.get_default(call_default_factory=True)
+
+
+def _attempt(path: tuple[Any, ...], build: Callable[[], Any]) -> None:
+    """Build a part of a key space; its ValueError (or a file's OSError) names `path`."""
     try:
-        entry.applicable(op)
-    except ValueError as err:
-        raise ValueError(f"mix entry {name!r}: {err}") from None
+        build()
+    except OSError as err:
+        raise error_at(path, f"cannot read {err.filename}: {err.strerror}") from None
+    except (ValueError, InputError) as err:
+        raise error_at(path, str(err)) from None
 
 
 def _op_of(name: str, entry: MixEntry) -> str:
@@ -597,8 +703,12 @@ def _base_dir(info: ValidationInfo) -> Path | None:
     return (info.context or {}).get("base_dir")
 
 
-def _resolve_file(spec: EmpiricalSize, base_dir: Path | None) -> None:
-    """Make a relative CSV path relative to the scenario file (frozen model: set directly)."""
+def _resolve(spec: EmpiricalSize | TraceSpec, base_dir: Path | None) -> None:
+    """Make a relative file path relative to the scenario file.
+
+    Done once, during validation (the models are frozen, hence object.__setattr__), so
+    that the resolved scenario in run.json names the file that was really used.
+    """
     path = Path(spec.file)
     if not path.is_absolute() and base_dir is not None:
         object.__setattr__(spec, "file", str(base_dir / path))
@@ -639,34 +749,27 @@ class Scenario(_Model):
     key_prefix: str = Field(default=DEFAULT_KEY_PREFIX, min_length=1, max_length=64,
                             pattern=r"^[\x21-\x7e]+$")
     load: Load = Load(rate=1000)
-    slo: Any | None = None
+    slo: Annotated[SloSpec | None, BeforeValidator(
+        lambda value, info: _parse_slo(value, (info.context or {}).get("file")),
+        json_schema_input_type=SloSpec | None)] = None
     keyspaces: list[KeySpace] = Field(min_length=1)
 
     _file: str | None = PrivateAttr(default=None)
-
-    @field_validator("slo", mode="before")
-    @classmethod
-    def _slo(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        file = (info.context or {}).get("file")
-        return _parse_slo(value, file)
 
     @model_validator(mode="after")
     def _unique_and_trace(self) -> Scenario:
         names = [ks.name for ks in self.keyspaces]
         for i, name in enumerate(names):
             if name in names[:i]:
-                raise PydanticCustomError(
-                    "duplicate", "duplicate key space name {name!r}; names must be unique",
-                    {"name": name, "index": i})
+                raise error_at(("keyspaces", i, "name"),
+                               f"duplicate key space name {name!r}; names must be unique")
         if any(ks.trace for ks in self.keyspaces) and len(self.keyspaces) > 1:
-            raise ValueError("a trace key space replays the whole op stream: it must be "
-                             "the only key space")
+            raise error_at(("keyspaces",), "a trace key space replays the whole op stream: "
+                                           "it must be the only key space")
         return self
 
     @property
-    def file(self) -> str | None:
+    def source(self) -> str | None:
         """The file this scenario was loaded from (None when built from data)."""
         return self._file
 
@@ -675,8 +778,8 @@ class Scenario(_Model):
 
         Valid input again: `Scenario.from_json(s.to_json())` equals `s`.
         """
-        data = self.model_dump(mode="json", exclude={"slo"})
-        data["slo"] = _slo_data(self.slo)
+        data = self.model_dump(mode="json", exclude={"slo"}, exclude_none=True)
+        data["slo"] = self.slo.to_data() if self.slo else None
         return _stringify_keys(data)
 
     @classmethod
@@ -685,25 +788,17 @@ class Scenario(_Model):
         return validate_data(data, file=file)
 
 
-def _parse_slo(value: Any, file: str | None) -> Any:
-    """The `slo:` block, validated by bench.slo (raising ValueError so we add the line)."""
-    from bench.slo import parse_slo
-
+def _parse_slo(value: Any, file: str | None) -> SloSpec | None:
+    """The `slo:` block, validated by bench.slo; its error becomes ours, with the line."""
+    if value is None or isinstance(value, SloSpec):
+        return value
     try:
         return parse_slo(value, file)
     except InputError as err:
-        raise PydanticCustomError("slo", "{message}",
-                                  {"message": str(err).split(": ", 2)[-1],
-                                   "slo_field": err.field}) from None
-
-
-def _slo_data(slo: Any) -> Any:
-    """The SLO in its file form for JSON, whatever object bench.slo returned."""
-    if slo is None:
-        return None
-    if hasattr(slo, "to_data"):
-        return slo.to_data()
-    return slo.model_dump(mode="json", by_alias=True)
+        path = tuple(int(p) if p.isdigit() else p
+                     for p in re.split(r"[.\[\]]+", err.field or "") if p and p != "slo")
+        raise error_at(path, str(err).removeprefix(f"{file}: " if file else "")
+                       .removeprefix(f"{err.field}: ")) from None
 
 
 def _stringify_keys(data: Any) -> Any:
@@ -727,7 +822,11 @@ class _YamlDoc:
         self.file = file
         self.lines: dict[Path_, int] = {}
         self._visited = 0
-        loader = yaml.SafeLoader(text)
+        try:
+            loader = yaml.SafeLoader(text)
+        except yaml.reader.ReaderError as err:
+            raise InputError(f"not valid YAML: character {err.character:#x} is not allowed",
+                             file=file, line=text[:err.position].count("\n") + 1) from None
         try:
             node = loader.get_single_node()
             if node is None:
@@ -736,11 +835,10 @@ class _YamlDoc:
             self._record(loader, node, (), set())
             self.data = loader.construct_document(node)
         except yaml.MarkedYAMLError as err:
-            mark = err.problem_mark or err.context_mark
-            raise InputError(f"not valid YAML: {err.problem or err.context}", file=file,
-                             line=mark.line + 1 if mark else None) from None
+            raise InputError(_yaml_problem(err), file=file,
+                             line=_yaml_line(err, text)) from None
         except (yaml.YAMLError, ValueError, OverflowError) as err:
-            raise InputError(f"not valid YAML: {err}", file=file) from None
+            raise InputError(f"not valid YAML: {str(err).splitlines()[0]}", file=file) from None
         except RecursionError:
             raise InputError("not valid YAML here: nested too deeply", file=file) from None
         finally:
@@ -790,6 +888,22 @@ class _YamlDoc:
         return None
 
 
+def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem, with where the construct it was parsing started."""
+    message = f"not valid YAML: {err.problem or err.context}"
+    if err.problem and err.context and err.context_mark:
+        message += f" ({err.context} at line {err.context_mark.line + 1})"
+    return message
+
+
+def _yaml_line(err: yaml.MarkedYAMLError, text: str) -> int | None:
+    """The problem's line, within the file (the end of the stream is past its last line)."""
+    mark = err.problem_mark or err.context_mark
+    if mark is None:
+        return None
+    return max(1, min(mark.line + 1, len(text.splitlines())))
+
+
 def _field_path(path: Path_) -> str:
     """('keyspaces', 0, 'popularity') -> `keyspaces[0].popularity`."""
     text = ""
@@ -798,11 +912,12 @@ def _field_path(path: Path_) -> str:
     return text
 
 
-def _data_path(loc: Path_, data: Any) -> Path_:
+def _data_path(loc: Path_, data: Any, missing: bool) -> Path_:
     """pydantic's location mapped onto the data: union tags and validator names dropped.
 
     A loc element that is not a key (or index) of the data at that point is a tag such as
-    `zipf` or `function-after[...]`; only the last element may be absent (a missing field).
+    `zipf` or `function-after[...]`, except the last one of a `missing` error: the name of
+    the field that is missing.
     """
     path: list[Any] = []
     node = data
@@ -817,39 +932,41 @@ def _data_path(loc: Path_, data: Any) -> Path_:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
             path.append(part)
-        elif i == len(loc) - 1 and isinstance(part, str) and not part.startswith("function"):
+        elif missing and i == len(loc) - 1:
             path.append(part)
     return tuple(path)
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """pydantic's message, trimmed, with the offending value when it is a scalar."""
+def _describe(error: dict[str, Any], written: Any) -> str:
+    """pydantic's message, trimmed, with the value as written when it is a scalar."""
     kind = error["type"]
     if kind == "missing":
         return "required field is missing"
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    value = error.get("input")
-    if kind not in ("unknown_field", "slo", "duplicate") and \
-            isinstance(value, (str, int, float, bool)) and "got" not in message:
-        message += f" (got {value!r})"
+    if kind != "at" and isinstance(written, (str, int, float, bool)) and "got" not in message:
+        message += f" (got {written!r})"
     return message
+
+
+def _value_at(data: Any, path: Path_) -> Any:
+    """The value at `path` in the parsed document, or None when there is none."""
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 def _input_error(err: ValidationError, doc: _YamlDoc | None, data: Any,
                  file: str | None) -> InputError:
     """The first validation error as one InputError with file, line and field path."""
     error = err.errors(include_url=False)[0]
-    path = _data_path(error["loc"], data)
-    ctx = error.get("ctx") or {}
-    if error["type"] == "unknown_field":
-        path += (ctx["field"],)
-    elif error["type"] == "duplicate":
-        path = ("keyspaces", ctx["index"], "name")
-    elif error["type"] == "slo" and ctx.get("slo_field"):
-        path += tuple(int(p) if p.isdigit() else p
-                      for p in re.split(r"[.\[\]]+", ctx["slo_field"]) if p)
+    path = _data_path(error["loc"], data, error["type"] == "missing")
+    if error["type"] == "at":
+        path += tuple(error["ctx"]["at"])
     line = doc.line_of(path) if doc else None
-    return InputError(_describe(error), file=file, line=line,
+    return InputError(_describe(error, _value_at(data, path)), file=file, line=line,
                       field=_field_path(path) or "(top level)")
 
 
@@ -917,18 +1034,51 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     return parse_scenario(text, str(path))
 
 
-def read_csv_rows(path: str | Path, columns: int) -> list[list[str]]:
-    """Rows of a CSV with at least `columns` fields, header line skipped when not numeric."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
-    if rows and not rows[0][0].strip().lstrip("-").replace(".", "", 1).isdigit():
-        rows = rows[1:]
-    for number, row in enumerate(rows, 1):
-        if len(row) < columns:
-            raise ValueError(f"{path}: row {number}: expected {columns} columns, got {len(row)}")
+# ------------------------------------------------------------------------------ traces
+
+#: Twitter cache-trace operations -> the op the executor runs.
+TRACE_OPS = {"get": "get", "gets": "get", "set": "set", "cas": "set", "append": "set",
+             "prepend": "set", "add": "add", "replace": "replace", "delete": "delete",
+             "incr": "incr", "decr": "decr"}
+TRACE_COLUMNS = ("timestamp", "key", "key_size", "value_size", "client_id", "operation", "ttl")
+
+
+def read_trace(file: str) -> list[tuple[float, str, int, int, str, float]]:
+    """(timestamp, key, key_size, value_size, operation, ttl) rows of a trace CSV."""
+    rows = []
+    try:
+        with open(file, newline="", encoding="utf-8") as handle:
+            for line, row in enumerate(csv.reader(handle), 1):
+                if not row or row[0].startswith("#") or (line == 1 and row[0] == "timestamp"):
+                    continue
+                rows.append(_trace_row(row, file, line))
+    except OSError as err:
+        raise InputError(f"cannot read the trace: {err.strerror}", file=file) from None
+    except UnicodeDecodeError:
+        raise InputError("cannot read the trace: not UTF-8 text", file=file) from None
+    if not rows:
+        raise InputError("the trace has no rows; expected " + ",".join(TRACE_COLUMNS),
+                         file=file)
     return rows
 
 
-def template_fields(template: str) -> list[str]:
-    """The `{variables}` a key template uses (for messages and previews)."""
-    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+def _trace_row(row: list[str], file: str, line: int) -> tuple[float, str, int, int, str, float]:
+    """One checked trace row; InputError with the column that is wrong."""
+    if len(row) != len(TRACE_COLUMNS):
+        raise InputError(f"expected {len(TRACE_COLUMNS)} columns ({','.join(TRACE_COLUMNS)}), "
+                         f"got {len(row)}", file=file, line=line)
+    stamp, key, key_size, value_size, _client, operation, ttl = (c.strip() for c in row)
+    if operation not in TRACE_OPS:
+        raise InputError(f"unknown operation {operation!r}; expected one of "
+                         f"{', '.join(TRACE_OPS)}", file=file, line=line, field="operation")
+    if not key or any(c.isspace() for c in key):
+        raise InputError("expected a key without spaces", file=file, line=line, field="key")
+    try:
+        numbers = float(stamp), int(key_size), int(value_size), float(ttl)
+    except ValueError:
+        raise InputError("expected numbers in timestamp, key_size, value_size and ttl",
+                         file=file, line=line) from None
+    if not all(math.isfinite(x) and x >= 0 for x in numbers):
+        raise InputError("expected numbers >= 0 in timestamp, key_size, value_size and ttl",
+                         file=file, line=line)
+    return numbers[0], key, numbers[1], numbers[2], operation, numbers[3]

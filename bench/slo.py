@@ -180,7 +180,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def parse_slo(data: Any, file: str | None = None) -> SloSpec:
-    """Validate an SLO mapping; raise InputError naming the file, the field and what was expected."""
+    """Validate an SLO mapping; InputError names the file, the field and what was expected."""
     if not isinstance(data, dict):
         raise InputError(f"expected a mapping of SLO settings, got {type(data).__name__}",
                          file=file, field="slo")
@@ -270,18 +270,22 @@ def _per_window(values: np.ndarray, windows: np.ndarray) -> np.ndarray:
 
 def _windows_report(spec: SloSpec, numerators: np.ndarray, denominators: np.ndarray,
                     source: SloSource, target: float, at_most: bool) -> dict[str, Any] | None:
-    """Share of windows (with data) meeting `target`, against `windows_compliant`."""
+    """Share of windows (with data) meeting `target`, against `windows_compliant`.
+
+    `worst` is the ratio of the worst window: the highest for an at-most target (error
+    rate), the lowest otherwise.
+    """
     if spec.window_s is None or spec.windows_compliant is None:
         return None
     windows = window_index(source.interval_starts, spec.window_s)
-    num, den = _per_window(numerators, windows), _per_window(denominators, windows)
-    judged = [meets(n, d, target, at_most) for n, d in zip(num, den) if d > 0]
-    compliant = sum(judged)
-    return {"window_s": spec.window_s, "windows": len(judged), "compliant": compliant,
-            "share": _ratio(compliant, len(judged)),
-            "target": spec.windows_compliant,
-            "passed": (meets(compliant, len(judged), spec.windows_compliant)
-                       if judged else None)}
+    pairs = [(n, d) for n, d in zip(_per_window(numerators, windows),
+                                    _per_window(denominators, windows)) if d > 0]
+    compliant = sum(meets(n, d, target, at_most) for n, d in pairs)
+    ratios = [float(n) / float(d) for n, d in pairs]
+    return {"window_s": spec.window_s, "windows": len(pairs), "compliant": compliant,
+            "share": _ratio(compliant, len(pairs)), "target": spec.windows_compliant,
+            "worst": (max if at_most else min)(ratios, default=None),
+            "passed": meets(compliant, len(pairs), spec.windows_compliant) if pairs else None}
 
 
 def _combine(*verdicts: bool | None) -> bool | None:
@@ -292,6 +296,7 @@ def _combine(*verdicts: bool | None) -> bool | None:
 
 def _latency_verdict(spec: SloSpec, objective: LatencyObjective,
                      source: SloSource) -> dict[str, Any]:
+    """Share of the ops' latencies at or under the threshold, whole run and per window."""
     under, total = source.under(objective.ops, objective.under_us)
     n_under, n_total = int(under.sum()), int(total.sum())
     whole = meets(n_under, n_total, objective.percentile) if n_total else None
@@ -306,6 +311,7 @@ def _latency_verdict(spec: SloSpec, objective: LatencyObjective,
 
 
 def _error_verdict(spec: SloSpec, budget: ErrorBudget, source: SloSource) -> dict[str, Any]:
+    """Errors (of the counted kinds) over all ops against the budget, with burn rates."""
     kinds = [k for k in ERROR_KINDS if budget.count_timeouts or k != "timeout"]
     errors = sum((source.counter(f"errors_{kind}") for kind in kinds),
                  np.zeros(len(source.interval_starts)))
@@ -314,10 +320,7 @@ def _error_verdict(spec: SloSpec, budget: ErrorBudget, source: SloSource) -> dic
     whole = meets(n_errors, n_count, budget.max, at_most=True) if n_count else None
     windows = _windows_report(spec, errors, count, source, budget.max, True)
     if windows is not None:
-        win = window_index(source.interval_starts, spec.window_s or 1.0)
-        rates = [_ratio(e, c) for e, c in zip(_per_window(errors, win), _per_window(count, win))
-                 if c > 0]
-        windows["worst_burn_rate"] = _burn_rate(max(rates, default=0.0), budget.max)
+        windows["worst_burn_rate"] = _burn_rate(windows["worst"], budget.max)
     observed = _ratio(n_errors, n_count)
     return {"max_fraction": budget.max, "count_timeouts": budget.count_timeouts,
             "kinds": kinds, "errors": n_errors, "count": n_count, "observed_fraction": observed,
@@ -326,16 +329,19 @@ def _error_verdict(spec: SloSpec, budget: ErrorBudget, source: SloSource) -> dic
 
 
 def _burn_rate(observed: float | None, allowed: float) -> float | None:
-    """Observed error rate / allowed rate: 1.0 spends the budget exactly, 2.0 twice as fast."""
-    if observed is None:
+    """Observed error rate / allowed rate: 1.0 spends the budget exactly, 2.0 twice as fast.
+
+    None when unknown (no ops) or unbounded (errors against a zero budget): JSON has no
+    infinity, and the verdict already says FAIL.
+    """
+    if observed is None or (allowed == 0 and observed > 0):
         return None
-    if allowed == 0:
-        return 0.0 if observed == 0 else float("inf")
-    return observed / allowed
+    return observed / allowed if allowed else 0.0
 
 
 def _hit_ratio_verdict(spec: SloSpec, objective: HitRatioObjective,
                        source: SloSource) -> dict[str, Any]:
+    """Hits over lookups (hits + misses) of all ops, whole run and per window."""
     hits = source.counter("hits")
     lookups = hits + source.counter("misses")
     n_hits, n_lookups = int(hits.sum()), int(lookups.sum())
@@ -364,31 +370,31 @@ def evaluate(spec: SloSpec, source: SloSource) -> dict[str, Any]:
 
 def failures(verdict: dict[str, Any]) -> list[str]:
     """Why an SLO verdict failed, one sentence per failed part (for the terminal and reports)."""
-    reasons = []
-    for objective in verdict["objectives"]:
-        if objective["passed"] is False:
-            reasons.append(_latency_reason(objective))
+    reasons = [_reason(o["name"], o, f"only {_pct(o['observed_fraction'], 3)} were")
+               for o in verdict["objectives"] if o["passed"] is False]
     errors = verdict.get("errors")
     if errors and errors["passed"] is False:
-        reasons.append(f"errors {errors['observed_fraction']:.3%} > budget "
-                       f"{format_percent(errors['max_fraction'])} "
-                       f"(burn rate {errors['burn_rate']:.1f}x)"
-                       + _windows_reason(errors["windows"]))
+        burn = errors["burn_rate"]
+        reasons.append(_reason(
+            f"errors <= {format_percent(errors['max_fraction'])}", errors,
+            f"{_pct(errors['observed_fraction'], 3)} failed ("
+            + ("zero budget" if burn is None else f"burn rate {burn:.1f}x") + ")"))
     hit_ratio = verdict.get("hit_ratio")
     if hit_ratio and hit_ratio["passed"] is False:
-        reasons.append(f"hit ratio {hit_ratio['observed']:.2%} < "
-                       f"{format_percent(hit_ratio['min'])}" + _windows_reason(hit_ratio["windows"]))
+        reasons.append(_reason(f"hit ratio >= {format_percent(hit_ratio['min'])}", hit_ratio,
+                               f"only {_pct(hit_ratio['observed'], 2)}"))
     return reasons
 
 
-def _latency_reason(objective: dict[str, Any]) -> str:
-    """`99.9% of get under 2 ms: only 99.812% were` (+ the window shortfall)."""
-    head = f"{objective['name']}: "
-    if objective["whole_run_passed"] is False:
-        head += f"only {objective['observed_fraction']:.3%} were"
-    else:
-        head += "met over the run"
-    return head + _windows_reason(objective["windows"])
+def _pct(fraction: float, digits: int) -> str:
+    """0.98077 -> `98.077%`."""
+    return f"{fraction * 100:.{digits}f}%"
+
+
+def _reason(name: str, part: dict[str, Any], missed: str) -> str:
+    """`<name>: <what was missed over the run>` and/or the window shortfall."""
+    head = f"{name}: " + (missed if part["whole_run_passed"] is False else "met over the run")
+    return head + _windows_reason(part["windows"])
 
 
 def _windows_reason(windows: dict[str, Any] | None) -> str:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
 
 from bench.analyze import (bench_analyze_speed, default_layout, load_runs,
                            percentiles_from_counts, summarize, write_summary)
 from bench.cli import main
+from bench.console import RunDirWatcher, RunProgress, print_summary, task_progress
 from bench.errors import InputError
 from bench.recorder import counts_array, histogram_from_values
 from bench.slo import parse_slo
@@ -38,6 +43,15 @@ def test_percentiles_equal_hdrh(seed: int) -> None:
     wanted = [0.0, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0]
     ours = percentiles_from_counts(counts_array(hist), wanted)
     assert ours.tolist() == [hist.get_value_at_percentile(p) for p in wanted]
+
+
+@settings(max_examples=25, deadline=None)
+@given(values=st.lists(st.integers(1, 60_000_000), min_size=1, max_size=300),
+       percentile=st.floats(0, 100))
+def test_percentiles_equal_hdrh_property(values: list[int], percentile: float) -> None:
+    hist = histogram_from_values(np.asarray(values))
+    ours = percentiles_from_counts(counts_array(hist), [percentile])
+    assert ours[0] == hist.get_value_at_percentile(percentile)
 
 
 def test_percentiles_of_empty_counts_are_nan() -> None:
@@ -203,3 +217,84 @@ def test_bench_analyze_speed_reports_ratio() -> None:
     result = bench_analyze_speed(n_intervals=20, n_ops=2)
     assert result["histograms"] == 80 and result["count"] == 40_000
     assert result["budget_ratio"] == result["analyze_s"] / 0.2
+
+
+def _console() -> Console:
+    return Console(record=True, width=100, force_terminal=False, color_system=None)
+
+
+def test_print_summary_table_and_verdict(tmp_path: Path) -> None:
+    slo = parse_slo({"objectives": [{"ops": ["get"], "percentile": "50%", "under": "1ms"}],
+                     "errors": {"max": "10%"}})
+    run_dir = make_run_dir(tmp_path, {"get": [ONE_TO_1000], "set": [[2500, 2500]]},
+                           counters={"get": [{"hits": 3, "misses": 1,
+                                              "errors": {"timeout": 2}}]})
+    console = _console()
+    print_summary(summarize(load_runs([run_dir]), slo), console)
+    text = console.export_text()
+    assert re.search(r"get\s+1,000\s+75\.0%\s+0\.5\s+0\.99\s+0\.999\s+1\s+0\.99\s+2", text)
+    assert re.search(r"set\s+2\s+-\s+2\.5\s+2\.5\s+2\.5\s+2\.5\s+2\.5\s+0", text)
+    assert "errors by kind: get 2 timeout" in text
+    assert re.search(r"50% of get under 1 ms\s+100\.000% under 1 ms; p50 = 0\.5 ms\s+-\s+PASS",
+                     text)
+    assert text.rstrip().endswith("PASS: SLO met")
+
+
+def test_print_summary_fail_line_and_no_slo(tmp_path: Path) -> None:
+    slo = parse_slo({"objectives": [{"ops": ["get"], "percentile": "99%", "under": "500us"}]})
+    run = load_runs([make_run_dir(tmp_path, {"get": [ONE_TO_1000]})])
+    console = _console()
+    print_summary(summarize(run, slo), console)
+    assert console.export_text().rstrip().endswith(
+        "FAIL: 99% of get under 500 us: only 50.000% were")
+    console = _console()
+    print_summary(summarize(run, None), console)
+    assert "No SLO given: nothing judged" in console.export_text()
+
+
+def test_run_progress_renders_and_stays_off_without_tty() -> None:
+    quiet_console = _console()
+    progress = RunProgress(None, 60, 20_000, console=quiet_console)
+    assert progress.enabled is False  # not a terminal: no live display
+    with progress:
+        progress.update(30, 19_950.4, 1234, 7, phase="measuring")
+    assert quiet_console.export_text() == ""
+    shown = _console()
+    shown.print(progress.render())
+    assert "measuring: 30/60 s  19,950 ops/s / 20,000 asked  p99 1.23 ms  errors 7" in \
+        shown.export_text()
+    tty = Console(record=True, width=100, force_terminal=True)
+    assert RunProgress(None, 60, console=tty, quiet=True).enabled is False
+    live = RunProgress(None, 60, console=tty)
+    with live:
+        live.update(1, 100, None, 0, phase="warmup")
+    assert "warmup: 1/60 s  100 ops/s  p99 - ms  errors 0" in tty.export_text()
+
+
+def test_run_dir_watcher_reads_only_new_intervals(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, {"get": [[100] * 10, ONE_TO_1000[:500]],
+                                      "set": [[5], ONE_TO_1000[500:]]},
+                           counters={"get": [{"errors": {"timeout": 2}},
+                                             {"errors": {"server": 1}}]})
+    watcher = RunDirWatcher(run_dir)
+    assert watcher.poll() == (1000.0, 990.0)  # interval 2: 1000 ops in 1 s, values 1..1000
+    assert watcher.errors == 3
+    assert watcher.poll() == (None, None)
+    with (run_dir / "timeline.csv").open("a") as timeline:
+        timeline.write(f"{START + 2:.3f},1.000,get,4,0,0,4,0,0,0,0,0,400,0\n{START + 3:.3f},1.0")
+    assert watcher.poll() == (4.0, None)  # the unfinished last line waits for its newline
+
+
+def test_refresh_feeds_the_display_from_the_run_dir(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, {"get": [[2000] * 50]})
+    tty = Console(record=True, width=100, force_terminal=True)
+    with RunProgress(run_dir, 10, 50, console=tty) as progress:
+        progress.refresh()
+    assert "50 ops/s / 50 asked  p99 2 ms  errors 0" in tty.export_text()
+
+
+def test_task_progress_is_silent_off_a_terminal(capsys: pytest.CaptureFixture) -> None:
+    with task_progress("prefill", total=10) as advance:
+        advance(4)
+        advance(6)
+    assert capsys.readouterr() == ("", "")

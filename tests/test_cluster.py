@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,10 @@ from bench.errors import InputError, TargetError
 
 
 def _mc(address: str) -> Client:
-    """A pymemcache client for one `host:port`."""
+    """A pymemcache client for one `host:port`; sets wait for the reply, so another
+    connection reads them afterwards (pymemcache's default noreply races)."""
     host, port = address.rsplit(":", 1)
-    return Client((host, int(port)), timeout=2, connect_timeout=2)
+    return Client((host, int(port)), timeout=2, connect_timeout=2, default_noreply=False)
 
 
 def _holders(addresses: list[str], key: str) -> list[str]:
@@ -123,14 +126,26 @@ def test_port_lost_to_another_process_is_retried(memcached_server, tmp_path, mon
 
 # --------------------------------------------------------------------------- bench cluster
 
-def test_up_status_down(tmp_path, capsys, key_prefix):
-    state_dir = str(tmp_path / "state")
+@pytest.fixture
+def fleet_dir(tmp_path) -> Iterator[Path]:
+    """A state dir for `bench cluster up` whose servers are stopped after the test, even
+    when it fails half-way (they are detached daemons: nothing else would stop them)."""
+    state_dir = tmp_path / "fleet"
+    yield state_dir
+    cluster.cluster_down(state_dir)
+
+
+def test_up_status_down(fleet_dir, capsys, key_prefix):
+    state_dir = str(fleet_dir)
     assert _cli("up", "--state-dir", state_dir, "--memory", "32MiB") == 0
-    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    state = json.loads((fleet_dir / "state.json").read_text())
     servers = {s["name"]: s for s in state["servers"]}
     assert {s["kind"] for s in servers.values()} == {"memcached", "redis", "redis-cluster",
                                                      "nutcracker"}
     assert len(servers) == 3 + 1 + 3 + 1
+    assert all(os.getsid(s["pid"]) == s["pid"] for s in servers.values())  # outlive `up`
+    argv = servers["memcached-1"]["argv"]
+    assert argv[argv.index("-m") + 1] == "32"
     urls = {name: cluster.resolve_local(f"local:{name}", state_dir)
             for name in cluster.LOCAL_TARGETS}
     assert urls == state["urls"]
@@ -161,30 +176,34 @@ def test_up_status_down(tmp_path, capsys, key_prefix):
 
     assert _cli("up", "--state-dir", state_dir) == 0  # already up: nothing restarted
     assert "already running" in capsys.readouterr().out
-    assert json.loads((tmp_path / "state" / "state.json").read_text()) == state
+    assert json.loads((fleet_dir / "state.json").read_text()) == state
 
     pids = [s["pid"] for s in state["servers"]]
     assert _cli("down", "--state-dir", state_dir) == 0
     assert not any(cluster.pid_alive(pid) for pid in pids)
-    assert not (tmp_path / "state" / "state.json").exists()
+    assert not (fleet_dir / "state.json").exists()
     assert _cli("status", "--state-dir", state_dir) == 2
     assert "no local cluster is running" in capsys.readouterr().err
     assert _cli("down", "--state-dir", state_dir) == 0  # idempotent
 
 
-def test_stale_state_is_replaced(tmp_path, capsys):
-    state_dir = str(tmp_path)
+def test_stale_state_is_replaced(fleet_dir, capsys):
+    state_dir = str(fleet_dir)
     assert _cli("up", "--state-dir", state_dir, "--memcached-nodes", "1",
                 "--memory", "16MiB") == 0
-    before = cluster.ClusterState.load(tmp_path)
+    before = cluster.ClusterState.load(fleet_dir)
     victim = before.servers[0]
     os.kill(victim.pid, signal.SIGKILL)
-    assert _cli("status", "--state-dir", state_dir) == 3
-    assert "dead" in capsys.readouterr().out
+    while cluster.pid_alive(victim.pid):  # SIGKILL is delivered asynchronously
+        time.sleep(0.01)
+    capsys.readouterr()
+    assert _cli("status", "--state-dir", state_dir, "--json") == 3
+    health = {s["name"]: s["health"] for s in json.loads(capsys.readouterr().out)["servers"]}
+    assert health[victim.name] == "dead" and health["redis"] == "answering"
 
     assert _cli("up", "--state-dir", state_dir, "--memcached-nodes", "1") == 0
     assert "stale" in capsys.readouterr().out
-    after = cluster.ClusterState.load(tmp_path)
+    after = cluster.ClusterState.load(fleet_dir)
     assert not any(cluster.pid_alive(s.pid) for s in before.servers)
     assert all(s.health() == "answering" for s in after.servers)
     assert _cli("down", "--state-dir", state_dir) == 0
@@ -202,6 +221,31 @@ def test_down_leaves_a_reused_pid_alone(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_failed_up_stops_what_it_started(tmp_path, fleet_dir, monkeypatch, capsys):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("memcached", "redis-server", "nutcracker"):
+        (bin_dir / name).symlink_to(cluster.find_binaries(name)[name])
+    fake_cli = bin_dir / "redis-cli"
+    fake_cli.write_text("#!/bin/sh\necho 'ERR cluster create refused' >&2\nexit 1\n")
+    fake_cli.chmod(0o755)
+    spawned: list[int] = []
+    real_spawn = cluster._spawn
+
+    def recording_spawn(argv: list[str], log: Path) -> int:
+        spawned.append(real_spawn(argv, log))
+        return spawned[-1]
+
+    monkeypatch.setattr(cluster, "_spawn", recording_spawn)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+    assert _cli("up", "--state-dir", str(fleet_dir), "--memory", "16MiB") == 3
+    assert "cluster create refused" in capsys.readouterr().err
+    assert len(spawned) == 3 + 1 + 3
+    assert not any(cluster.pid_alive(pid) for pid in spawned)
+    assert not (fleet_dir / "state.json").exists()
 
 
 # --------------------------------------------------------------------------- bad input

@@ -148,7 +148,7 @@ def test_windows_share_and_whole_run() -> None:
     source = FakeSource([100, 100, 100, 90], [100, 100, 100, 100], {})
     objective = evaluate(spec, source)["objectives"][0]
     assert objective["windows"] == {"window_s": 2.0, "windows": 2, "compliant": 2, "share": 1.0,
-                                    "target": 0.5, "passed": True}
+                                    "target": 0.5, "worst": 0.95, "passed": True}
     strict = parse_slo(_latency_spec("96%", window="2s", windows_compliant="100%"))
     objective = evaluate(strict, source)["objectives"][0]
     assert objective["whole_run_passed"] is True  # 390/400 = 97.5% >= 96%
@@ -178,7 +178,7 @@ def test_error_budget_just_over_and_timeouts_excluded() -> None:
     counters = {"count": [1000], "errors_timeout": [2], "errors_server": [1]}
     over = evaluate(parse_slo({"errors": {"max": "0.2%"}}), FakeSource([], [0], counters))
     assert over["errors"]["errors"] == 3 and over["passed"] is False
-    assert failures(over) == ["errors 0.300% > budget 0.2% (burn rate 1.5x)"]
+    assert failures(over) == ["errors <= 0.2%: 0.300% failed (burn rate 1.5x)"]
     spec = parse_slo({"errors": {"max": "0.2%", "count_timeouts": False}})
     excluded = evaluate(spec, FakeSource([], [0], counters))
     assert excluded["errors"]["errors"] == 1 and excluded["passed"] is True
@@ -188,7 +188,8 @@ def test_error_budget_just_over_and_timeouts_excluded() -> None:
 def test_zero_budget_burn_rate() -> None:
     counters = {"count": [10], "errors_client": [1]}
     verdict = evaluate(parse_slo({"errors": {"max": 0}}), FakeSource([], [0], counters))
-    assert verdict["errors"]["burn_rate"] == float("inf") and verdict["passed"] is False
+    assert verdict["errors"]["burn_rate"] is None and verdict["passed"] is False
+    assert failures(verdict) == ["errors <= 0%: 10.000% failed (zero budget)"]
 
 
 def test_hit_ratio_boundary() -> None:
@@ -197,4 +198,13 @@ def test_hit_ratio_boundary() -> None:
     assert met["hit_ratio"]["observed"] == 0.9 and met["passed"] is True
     missed = evaluate(spec, FakeSource([], [0], {"hits": [89], "misses": [11]}))
     assert missed["passed"] is False
-    assert failures(missed) == ["hit ratio 89.00% < 90%"]
+    assert failures(missed) == ["hit ratio >= 90%: only 89.00%"]
+
+
+def test_window_only_failure_is_explained() -> None:
+    counters = {"count": [1000, 1000], "errors_timeout": [0, 3]}
+    spec = parse_slo({"errors": {"max": "0.2%"}, "window": "1s", "windows_compliant": "100%"})
+    verdict = evaluate(spec, FakeSource([], [0, 0], counters))
+    assert verdict["errors"]["whole_run_passed"] is True and verdict["passed"] is False
+    assert failures(verdict) == ["errors <= 0.2%: met over the run, 50.0% of 1 s windows "
+                                 "compliant (< 100%)"]

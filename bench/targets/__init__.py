@@ -8,6 +8,7 @@ by the URL. A proxy (twemproxy/nutcracker) is just `memcached://proxy:port` or
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from bench.targets import memcached, redis
@@ -52,31 +53,37 @@ def server_stats(info: TargetInfo, timeout: float = STATS_TIMEOUT) -> dict[str, 
     """{"host:port": {counter: number}} from a fresh connection per node (memcached
     `stats`, Redis `INFO all`; every master of a cluster). A node that does not answer,
     e.g. a proxy that has no `stats`/`INFO`, gets {"error": "..."} instead."""
+    ask = _asker(info, timeout, memcached.node_stats, redis.node_stats)
+    return _per_node(_nodes(info, timeout), ask, lambda message: {"error": message})
+
+
+def server_versions(info: TargetInfo, timeout: float = STATS_TIMEOUT) -> dict[str, str]:
+    """{"host:port": "1.6.18"}; a node that does not answer gets "error: ..."."""
+    ask = _asker(info, timeout, memcached.node_version, redis.node_version)
+    return _per_node(_nodes(info, timeout), ask, lambda message: f"error: {message}")
+
+
+def _asker(info: TargetInfo, timeout: float, for_memcached: Callable[..., Any],
+           for_redis: Callable[..., Any]) -> Callable[[str], Any]:
+    """The per-node question for this kind of target, as a function of "host:port"."""
     if info.kind == "memcached":
-        return _per_node(info.nodes, lambda node: memcached.node_stats(node, timeout))
-    return _per_node(_redis_nodes(info, timeout),
-                     lambda node: redis.node_stats(info, node, timeout))
+        return partial(for_memcached, timeout=timeout)
+    return partial(for_redis, info, timeout=timeout)
 
 
-def server_versions(info: TargetInfo, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
-    """{"host:port": "1.6.18"}; a node that does not answer gets {"error": "..."}."""
-    if info.kind == "memcached":
-        return _per_node(info.nodes, lambda node: memcached.node_version(node, timeout))
-    return _per_node(_redis_nodes(info, timeout),
-                     lambda node: redis.node_version(info, node, timeout))
-
-
-def _redis_nodes(info: TargetInfo, timeout: float) -> list[str]:
+def _nodes(info: TargetInfo, timeout: float) -> list[str]:
     """The nodes whose counters make up the target: every master of a cluster."""
     return redis.cluster_masters(info, timeout) if info.kind == "redis-cluster" else info.nodes
 
 
-def _per_node(nodes: list[str], ask: Callable[[str], Any]) -> dict[str, Any]:
-    """`ask` each node; one node's failure is recorded for it and does not stop the rest."""
+def _per_node(nodes: list[str], ask: Callable[[str], Any],
+              failed: Callable[[str], Any]) -> dict[str, Any]:
+    """`ask` each node; one node's failure is recorded for it (as `failed(message)`) and
+    does not stop the rest."""
     answers: dict[str, Any] = {}
     for node in nodes:
         try:
             answers[node] = ask(node)
         except _NODE_ERRORS as exc:
-            answers[node] = {"error": f"{type(exc).__name__}: {exc}"}
+            answers[node] = failed(type(exc).__name__ + (f": {exc}" if str(exc) else ""))
     return answers

@@ -134,18 +134,17 @@ def parse_target(url: str) -> TargetInfo:
         raise _bad(url, " or ".join(EXPECTED.values()))
     credentials, _, rest = rest.rpartition("@")
     rest, _, query = rest.partition("?")
-    hosts, slash, path = rest.partition("/")
+    hosts, _, path = rest.partition("/")   # a trailing "/" alone is fine
     username, password = _credentials(url, kind, credentials)
     nodes = _nodes(url, kind, hosts)
-    db = _db(url, kind, path) if slash else 0
+    db = _db(url, kind, path) if path else 0
     options = _options(url, kind, query)
     auth = ""
     if username or password:
         auth = quote(username or "", safe="") + (":***" if password else "") + "@"
-    redacted = f"{scheme.lower()}://{auth}{','.join(nodes)}{f'/{db}' if slash else ''}"
-    redacted += f"?{query}" if query else ""
-    return TargetInfo(kind=kind, nodes=nodes, redacted=redacted, db=db, username=username,
-                      password=password, options=options)
+    rest = ",".join(nodes) + (f"/{db}" if path else "") + (f"?{query}" if query else "")
+    return TargetInfo(kind=kind, nodes=nodes, redacted=f"{scheme.lower()}://{auth}{rest}",
+                      db=db, username=username, password=password, options=options)
 
 
 def _bad(url: str, expected: str, problem: str = "") -> InputError:

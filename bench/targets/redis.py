@@ -29,18 +29,21 @@ _KINDS = ((RedisTimeoutError, "timeout"), (RedisConnectionError, "connection"),
           (ClusterError, "server"))                            # ClusterError: MOVED storms
 
 
+def _ms(ttl: float) -> int:
+    """A TTL in whole milliseconds, at least 1 (0 would mean "expire now" or an error)."""
+    return max(1, round(ttl * 1000))
+
+
 def expiry(ttl: float) -> tuple[str, int] | tuple[()]:
     """SET's expiry arguments: none for 0, EX for whole seconds, PX (ms) for fractions."""
     if ttl <= 0:
         return ()
-    if ttl % 1 == 0:
-        return ("EX", int(ttl))
-    return ("PX", max(1, round(ttl * 1000)))
+    return ("EX", int(ttl)) if ttl % 1 == 0 else ("PX", _ms(ttl))
 
 
 def _px(ttl: float) -> tuple[str, int] | tuple[()]:
     """Millisecond expiry for locks (add = SET NX PX), as MediaWiki's lock keys use."""
-    return ("PX", max(1, round(ttl * 1000))) if ttl > 0 else ()
+    return ("PX", _ms(ttl)) if ttl > 0 else ()
 
 
 def _client_options(info: TargetInfo, timeout: float) -> dict[str, Any]:
@@ -57,7 +60,9 @@ def _node_client(info: TargetInfo, node: str, timeout: float, **extra: Any) -> r
 
 
 class RedisTarget(Target):
-    """A single Redis node (or a proxy in front of several)."""
+    """A single Redis node (or a proxy in front of several). Single commands use one
+    connection; pipelines (set_many, hset with a TTL) take a second one from the
+    client's own pool, kept for the next pipeline: at most two connections per user."""
 
     kind = "redis"
 
@@ -77,6 +82,7 @@ class RedisTarget(Target):
         return self._client if self._client is not None else self._connect()
 
     def _cmd(self, *args: Any) -> Any:
+        """Send one command and wait for its reply (parsed by redis-py's callbacks)."""
         return self._connected().execute_command(*args)
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:

@@ -1,0 +1,311 @@
+"""Baseline vs candidate: is a latency difference real, and is it a regression?
+
+Why not just compare two p99s: two runs of the same build differ by chance, more so in
+the tail. Each run is a sequence of 1 s intervals, and each interval gives one sample of
+every percentile. A difference counts as *real* when both
+
+  * a Mann-Whitney U rank test of the per-interval values of that percentile says the
+    two runs differ (p < ALPHA), and
+  * a bootstrap confidence interval (intervals resampled with replacement, the whole-run
+    percentile recomputed from the resampled histograms) of the relative change of the
+    whole-run percentile excludes zero.
+
+A *regression* is a real increase larger than the tolerance (--tolerance, or the SLO
+file's `regression.tolerance`). The bootstrap uses a fixed seed, so the same two run
+directories always give the same verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import numpy as np
+
+from bench.analyze import Layout, RunData, TagSeries, load_runs, percentiles_from_counts
+from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.units import parse_fraction
+
+STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
+ALPHA = 0.01
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 20_240_601
+MIN_INTERVALS = 5
+DEFAULT_TOLERANCE = "10%"
+
+
+@dataclass
+class Row:
+    """One op and one statistic, baseline beside candidate (times in us)."""
+
+    op: str
+    stat: str
+    baseline_us: float | None
+    candidate_us: float | None
+    delta_us: float | None
+    relative: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    intervals: tuple[int, int]
+    verdict: str  # regression | improvement | within tolerance | noise | not enough data | missing
+
+    @property
+    def regression(self) -> bool:
+        """True when this row fails the comparison."""
+        return self.verdict == "regression"
+
+
+def _mann_whitney(candidate: np.ndarray, baseline: np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value; 1.0 when both samples are one identical value."""
+    try:
+        from scipy.stats import mannwhitneyu
+    except ImportError:
+        raise InputError("bench compare needs scipy: pip install scipy") from None
+    if np.ptp(np.concatenate((candidate, baseline))) == 0:
+        return 1.0
+    return float(mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue)
+
+
+def _dense_rows(series: TagSeries, bins: np.ndarray) -> np.ndarray:
+    """The series as a dense (intervals x bins) matrix over the given union of bins."""
+    rows = np.repeat(np.arange(len(series.interval)), np.diff(series.offsets))
+    matrix = np.zeros((len(series.interval), len(bins)))
+    matrix[rows, np.searchsorted(bins, series.idx)] = series.cnt
+    return matrix
+
+
+def _row_percentiles(totals: np.ndarray, bins: np.ndarray, percentiles: np.ndarray,
+                     layout: Layout) -> np.ndarray:
+    """hdrh percentiles of each row of a (resamples x bins) counts matrix -> (rows x pcts)."""
+    cum = np.cumsum(totals, axis=1)
+    wanted = np.maximum(np.floor(percentiles[None, :] * cum[:, -1:] / 100 + 0.5), 1)
+    position = np.stack([(cum < wanted[:, [j]]).sum(axis=1) for j in range(len(percentiles))],
+                        axis=1)
+    return layout.highest[bins[np.minimum(position, len(bins) - 1)]].astype(np.float64)
+
+
+def bootstrap_relative_change(baseline: TagSeries, candidate: TagSeries, layout: Layout,
+                              percentiles: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                              seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence interval (low, high per percentile) of candidate/baseline - 1.
+
+    Each resample draws intervals with replacement from each run (multinomial weights),
+    adds their histograms and takes the percentile of the sum, as the whole-run value is.
+    """
+    rng = np.random.default_rng(seed)
+    bins = np.union1d(baseline.idx, candidate.idx)
+    values = []
+    for series in (baseline, candidate):
+        n = len(series.interval)
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+        values.append(_row_percentiles(weights @ _dense_rows(series, bins), bins,
+                                       percentiles, layout))
+    change = values[1] / values[0] - 1.0
+    tail = (1 - CONFIDENCE) / 2 * 100
+    return np.percentile(change, tail, axis=0), np.percentile(change, 100 - tail, axis=0)
+
+
+def _verdict(relative: float, p_value: float, ci_low: float, ci_high: float,
+             tolerance: float) -> str:
+    """Real change = significant rank test and a CI that excludes 0; beyond tolerance or not."""
+    real = p_value < ALPHA and (ci_low > 0 or ci_high < 0)
+    if not real:
+        return "noise"
+    if abs(relative) <= tolerance:
+        return "within tolerance"
+    return "regression" if relative > 0 else "improvement"
+
+
+def compare_op(op: str, baseline: RunData, candidate: RunData, tolerance: float) -> list[Row]:
+    """The rows of one op: every statistic of STATS, with its verdict."""
+    if op not in baseline.latency or op not in candidate.latency:
+        where = "baseline" if op in baseline.latency else "candidate"
+        return [Row(op, stat, None, None, None, None, None, None, None, (0, 0),
+                    f"only in {where}") for stat, _ in STATS]
+    pcts = np.array([p for _, p in STATS])
+    series = (baseline.latency[op], candidate.latency[op])
+    runs = (baseline, candidate)
+    whole = [percentiles_from_counts(s.total_counts(), pcts, run.layout)
+             for s, run in zip(series, runs)]
+    samples = [s.percentiles(pcts, run.n_intervals, run.layout)[s.interval]
+               for s, run in zip(series, runs)]
+    counts = (len(series[0].interval), len(series[1].interval))
+    enough = min(counts) >= MIN_INTERVALS
+    low, high = (bootstrap_relative_change(*series, baseline.layout, pcts) if enough
+                 else (np.full(len(pcts), np.nan),) * 2)
+    rows = []
+    for j, (stat, _) in enumerate(STATS):
+        base, cand = float(whole[0][j]), float(whole[1][j])
+        relative = cand / base - 1.0
+        p_value = _mann_whitney(samples[1][:, j], samples[0][:, j]) if enough else None
+        verdict = (_verdict(relative, p_value, float(low[j]), float(high[j]), tolerance)
+                   if p_value is not None else "not enough data")
+        rows.append(Row(op, stat, base, cand, cand - base, relative,
+                        _finite(low[j]), _finite(high[j]), p_value, counts, verdict))
+    return rows
+
+
+def _finite(value: float) -> float | None:
+    """A float for JSON/tables, None for NaN."""
+    return None if np.isnan(value) else float(value)
+
+
+def compare(baseline: RunData, candidate: RunData, tolerance: float) -> list[Row]:
+    """Every op of either run, every statistic."""
+    ops = sorted(set(baseline.latency) | set(candidate.latency))
+    return [row for op in ops for row in compare_op(op, baseline, candidate, tolerance)]
+
+
+# --- outputs ---------------------------------------------------------------------------
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.3f}"
+
+
+def _pct(fraction: float | None, signed: bool = True) -> str:
+    return "-" if fraction is None else f"{fraction * 100:{'+' if signed else ''}.1f}%"
+
+
+def _ci(row: Row) -> str:
+    return "-" if row.ci_low is None else f"{_pct(row.ci_low)}..{_pct(row.ci_high)}"
+
+
+def _p(row: Row) -> str:
+    return "-" if row.p_value is None else f"{row.p_value:.2g}"
+
+
+COLUMNS = ("op", "stat", "baseline ms", "candidate ms", "delta ms", "change",
+           f"{CONFIDENCE:.0%} CI", "p (MWU)", "verdict")
+TERMINAL = ("op", "stat", "baseline ms", "candidate ms", "change", f"{CONFIDENCE:.0%} CI",
+            "p (MWU)", "verdict")  # fits 80 columns
+SHORT = {"baseline ms": "base", "candidate ms": "cand", "p (MWU)": "p"}
+
+
+def _cells(row: Row) -> dict[str, str]:
+    """A row as table cells by column (terminal and Markdown share them)."""
+    delta = "-" if row.delta_us is None else f"{row.delta_us / 1000:+.3f}"
+    return dict(zip(COLUMNS, [row.op, row.stat, _ms(row.baseline_us), _ms(row.candidate_us),
+                              delta, _pct(row.relative), _ci(row), _p(row), row.verdict]))
+
+
+def headline(rows: list[Row], tolerance: float) -> str:
+    """One sentence: how many regressions, at what tolerance."""
+    bad = [f"{r.op} {r.stat}" for r in rows if r.regression]
+    if bad:
+        return (f"REGRESSION: {', '.join(bad)} (real increase beyond {_pct(tolerance, False)}; "
+                f"p < {ALPHA:g} and {CONFIDENCE:.0%} CI above 0)")
+    return f"No regression beyond {_pct(tolerance, False)} tolerance"
+
+
+def print_table(rows: list[Row], tolerance: float, console: Any = None) -> None:
+    """The comparison as a rich table, regressions in red."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="baseline vs candidate: latency (ms) from intended start",
+                  title_justify="left", box=box.SIMPLE_HEAD, header_style="bold",
+                  pad_edge=False)
+    for column in TERMINAL:
+        table.add_column(SHORT.get(column, column), no_wrap=True,
+                         justify="left" if column in ("op", "stat", "verdict") else "right")
+    styles = {"regression": "bold red", "improvement": "green"}
+    for row in rows:
+        cells = _cells(row)
+        table.add_row(*(cells[c] for c in TERMINAL), style=styles.get(row.verdict))
+    console.print(table)
+    console.print(headline(rows, tolerance),
+                  style="bold red" if any(r.regression for r in rows) else "bold green")
+
+
+def to_markdown(rows: list[Row], tolerance: float, names: tuple[str, str]) -> str:
+    """A GitHub-flavoured Markdown report for a pull-request comment."""
+    status = ":x:" if any(r.regression for r in rows) else ":white_check_mark:"
+    lines = [f"### cachebench compare {status}", "",
+             f"**{headline(rows, tolerance)}**", "",
+             f"Baseline `{names[0]}`, candidate `{names[1]}`. A change is real when the "
+             f"Mann-Whitney U test of per-interval values gives p < {ALPHA:g} and the "
+             f"{CONFIDENCE:.0%} bootstrap CI of the relative change excludes 0.", "",
+             "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---" if c in ("op", "stat", "verdict") else "---:"
+                            for c in COLUMNS) + "|"]
+    for row in rows:
+        cells = _cells(row)
+        if row.regression:
+            cells["verdict"] = f"**{cells['verdict']}**"
+        lines.append("| " + " | ".join(cells.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_junit(rows: list[Row], tolerance: float) -> str:
+    """JUnit XML: one testcase per op and statistic, a failure for each regression."""
+    failures = sum(r.regression for r in rows)
+    suite = ElementTree.Element("testsuite", name="cachebench.compare", tests=str(len(rows)),
+                                failures=str(failures), errors="0", skipped="0")
+    for row in rows:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"cachebench.compare.{row.op}",
+                                      name=row.stat)
+        if row.regression:
+            failure = ElementTree.SubElement(
+                case, "failure", type="regression",
+                message=f"{row.op} {row.stat} {_pct(row.relative)} (tolerance "
+                        f"{_pct(tolerance, False)}, p={_p(row)}, CI {_ci(row)})")
+            failure.text = json.dumps(asdict(row), indent=2)
+        else:
+            ElementTree.SubElement(case, "system-out").text = (
+                f"{row.verdict}: {_ms(row.baseline_us)} -> {_ms(row.candidate_us)} ms "
+                f"({_pct(row.relative)})")
+    root = ElementTree.Element("testsuites", tests=str(len(rows)), failures=str(failures))
+    root.append(suite)
+    ElementTree.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, "unicode") + "\n"
+
+
+def tolerance_for(args: Any) -> float:
+    """--tolerance, unless left at its default and the --slo file sets regression.tolerance."""
+    from bench.slo import load_slo
+
+    if args.slo and args.tolerance == DEFAULT_TOLERANCE:
+        spec = load_slo(args.slo)
+        if spec.regression is not None:
+            return spec.regression.tolerance
+    try:
+        return parse_fraction(args.tolerance)
+    except ValueError as err:
+        raise InputError(str(err), field="--tolerance") from None
+
+
+def _write(path: str, text: str) -> None:
+    """Write an output file; an unwritable path is the user's to fix (exit 2)."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror}", file=path) from None
+
+
+def _with_data(path: str) -> RunData:
+    """A run that recorded latencies: comparing against an empty run would pass silently."""
+    run = load_runs([path])
+    if not run.latency:
+        raise InputError("no operations recorded; expected a run with latency data",
+                         file=str(path))
+    return run
+
+
+def command(args: Any) -> int:
+    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise."""
+    tolerance = tolerance_for(args)
+    rows = compare(_with_data(args.baseline), _with_data(args.candidate), tolerance)
+    print_table(rows, tolerance)
+    if args.markdown:
+        _write(args.markdown, to_markdown(rows, tolerance, (args.baseline, args.candidate)))
+    if args.junit:
+        _write(args.junit, to_junit(rows, tolerance))
+    return EXIT_FAILED if any(r.regression for r in rows) else EXIT_OK

@@ -1,0 +1,686 @@
+"""Scenario + seed -> deterministic op streams; the Executor runs one op on a Target.
+
+Why blocks: the global op stream is cut into blocks of BLOCK_OPS ops and block `b` is
+drawn from `numpy.random.default_rng([seed, b])` alone. Stream `i` of `n` takes blocks
+i, i+n, i+2n, ... So what all users send together is the same op sequence for any
+number of users, processes or machines, and a block costs one vectorised draw per key
+space instead of Python-level sampling per op.
+
+Per-key properties (value size, padded key length) are drawn once per key, from their
+own generator (`[seed, space, ...]`), so a key keeps its size wherever it is requested;
+per-op properties (key choice, op, TTL, regeneration time, batch size) come from the
+block's generator.
+
+The Executor turns an Op into protocol calls, each timed with `clock` and returned as a
+Sample; what an op implies (cache-aside set after a miss, the WANObjectCache mutex,
+segments of a large value) is part of the op. An exception becomes a Sample with
+`error=error_kind(exc)` and ends the op: a real client would not go on either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+from redis.crc import key_slot
+
+from bench import keys as mwkeys
+from bench.distributions import hashed_uniform
+from bench.errors import InputError
+from bench.scenario import TRACE_OPS, KeySpace, MixEntry, Scenario, read_trace
+from bench.targets import Target, error_kind
+
+#: Ops per block of the global stream (the unit of determinism and of vectorised draws).
+BLOCK_OPS = 1024
+#: Payload buffer per compressibility; values are slices of it, never generated per op.
+PAYLOAD_BYTES = 4 * 1024 * 1024
+_PAYLOAD_CHUNK = 4096
+#: MediaWiki's tombstone prefix (WANObjectCache::PURGE_VAL_PREFIX).
+PURGE_PREFIX = b"PURGED:"
+#: First bytes of a segmented value's main key (our SerializedValueContainer).
+SEGMENTS_PREFIX = b"SEGMENTS:"
+#: WANObjectCache::CHECK_KEY_TTL (a year): how long a check key's timestamp lives.
+CHECK_KEY_TTL = 365 * 86400.0
+#: Settings of ops without a mix entry (trace replay): no on_miss, delta 1.
+DEFAULT_ENTRY = MixEntry()
+#: Keys per get_multi when the mix entry gives no batch distribution.
+DEFAULT_BATCH = 10
+#: Ops that write a new value (they get a value size and a TTL).
+WRITE_ACTIONS = frozenset({"set", "add", "replace", "hset"})
+
+
+class Sample(NamedTuple):
+    """One timed protocol call (docs/internals.md): what the recorder records."""
+
+    name: str
+    start: float
+    end: float
+    hits: int
+    misses: int
+    keys: int
+    error: str | None
+    nbytes: int
+
+
+class Op:
+    """One operation of the stream.
+
+    `kind` is the mix entry's name, `action` what it runs (get, wan_get, redlock...),
+    `space` the key space index; `keys` the keys it addresses (wan_get: the value key's
+    base, then check key bases; redlock: one key per instance); `value_size` bytes to
+    write (stored size: after compression); `ttl` seconds; `work` seconds the op implies
+    (regeneration after a miss, lock hold time); `field` the hash field of hget/hset;
+    `at` the intended start as seconds after the run's start (trace replay), else None:
+    the driver's own schedule decides; `sizes` (get_multi) the value size of each key.
+    """
+
+    __slots__ = ("kind", "action", "space", "keys", "value_size", "ttl", "work", "field", "at",
+                 "sizes")
+
+    def __init__(self, kind: str, action: str, space: int, keys: tuple[str, ...],
+                 value_size: int, ttl: float, work: float = 0.0, field: str | None = None,
+                 at: float | None = None, sizes: tuple[int, ...] | None = None) -> None:
+        self.kind, self.action, self.space, self.keys = kind, action, space, keys
+        self.value_size, self.ttl, self.work, self.field, self.at = \
+            value_size, ttl, work, field, at
+        self.sizes = sizes
+
+    def __repr__(self) -> str:
+        return (f"Op({self.kind!r}, {self.action!r}, keys={self.keys!r}, "
+                f"value_size={self.value_size}, ttl={self.ttl:g}, work={self.work:g}, "
+                f"at={self.at})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Op) and all(
+            getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+
+# ------------------------------------------------------------------------------ op streams
+
+
+def stored_size(size: np.ndarray, space: KeySpace) -> np.ndarray:
+    """Bytes actually stored: MediaWiki compresses values above the threshold."""
+    if space.compression is None:
+        return size
+    squeezed = np.ceil(size * space.compression.ratio).astype(np.int64)
+    return np.where(size >= space.compression.threshold, squeezed, size)
+
+
+def pad_keys(keys: list[str], lengths: np.ndarray) -> list[str]:
+    """Keys padded to the drawn lengths (never shortened: that could merge two keys)."""
+    return [k + "_" * (n - len(k)) if n > len(k) else k for k, n in zip(keys, lengths.tolist())]
+
+
+def _salt(seed: int, space: str, what: str) -> int:
+    """A 64-bit salt per (seed, key space, attribute) for per-key attributes."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{space}:{what}".encode()).digest()[:8],
+                          "little")
+
+
+class SpacePlan:
+    """One key space, ready to draw ops: samplers, per-key attributes, mix table.
+
+    A key's stored value size and padded length are fixed functions of its index
+    (`hashed_uniform` fed to the size distribution's quantile), so nothing per key is
+    stored and every process agrees on them.
+    """
+
+    def __init__(self, space: KeySpace, index: int, scenario: Scenario, seed: int,
+                 share: float) -> None:
+        self.space, self.index, self.share = space, index, share
+        self.prefix = scenario.key_prefix
+        built = space.build()
+        self.popularity, self.template = built.popularity, built.template
+        self.check_templates = built.check_templates
+        self.value_size, self.key_size = built.value_size, built.key_size
+        self.salts = {w: _salt(seed, space.name, w) for w in ("value", "key")}
+        self.entries = [(name, entry, entry.op or name) for name, entry in space.mix.items()]
+        weights = np.array([e.weight for _, e, _ in self.entries])
+        self.entry_p = weights / weights.sum()
+        self.write_share = float(sum(p for p, (_, _, a) in zip(self.entry_p, self.entries)
+                                     if a in WRITE_ACTIONS))
+        self.lock_tags = _instance_tags(max((e.instances for _, e, a in self.entries
+                                             if a == "redlock"), default=0))
+        self.batches = {name: e.batch.build() for name, e, a in self.entries
+                        if a == "get_multi" and e.batch is not None}
+
+    def sizes(self, indices: np.ndarray) -> np.ndarray:
+        """Stored value size of each key (after MediaWiki compression), fixed per key."""
+        raw = self.value_size.quantile(hashed_uniform(indices, self.salts["value"]))
+        return stored_size(raw, self.space)
+
+    def keys_for(self, indices: np.ndarray, sister: str | None = None,
+                 template: Any = None) -> list[str]:
+        """Full keys for key indices: prefix + template, padded so that the whole key has
+        the key space's `key_size`; with `sister`, the WANObjectCache sister key of that
+        type (prefix first: all our keys start with it)."""
+        keys = (template or self.template).keys(indices)
+        if self.key_size is not None and template is None:
+            lengths = self.key_size.quantile(hashed_uniform(indices, self.salts["key"]))
+            keys = pad_keys(keys, lengths - len(self.prefix))
+        if sister is not None:
+            scheme = self.space.wan.scheme
+            keys = [mwkeys.wan_sister_key(k, sister, scheme) for k in keys]
+        return [self.prefix + k for k in keys]
+
+    def position(self, block: int) -> None:
+        """Move stateful samplers to where block `block` starts (expected ops before it)."""
+        before = block * BLOCK_OPS * self.share
+        if hasattr(self.popularity, "seek"):
+            self.popularity.seek(int(before))
+        if hasattr(self.popularity, "advance"):
+            self.popularity.newest = self.space.keys - 1
+            self.popularity.advance(int(before * self.write_share))
+
+    def draw(self, rng: np.random.Generator, block: int, count: int) -> list[Op]:
+        """`count` ops of this key space, in stream order."""
+        self.position(block)
+        which = rng.choice(len(self.entries), count, p=self.entry_p)
+        indices = self.popularity.sample(rng, count)
+        ttls = self.space.ttl.sample(rng, count)
+        ops: list[Op | None] = [None] * count
+        for e, (name, entry, action) in enumerate(self.entries):
+            pos = np.flatnonzero(which == e)
+            if len(pos):
+                self._fill(rng, ops, pos, name, entry, action, indices[pos], ttls[pos])
+        return ops  # type: ignore[return-value]
+
+    def _fill(self, rng: np.random.Generator, ops: list[Op | None], pos: np.ndarray, name: str,
+              entry: MixEntry, action: str, indices: np.ndarray, ttls: np.ndarray) -> None:
+        """Ops of one mix entry at positions `pos`."""
+        work_dist = entry.regen if action != "redlock" else entry.hold
+        work = work_dist.sample(rng, len(pos)).tolist() if work_dist else [0.0] * len(pos)
+        sizes = self.sizes(indices).tolist()
+        fields = (rng.integers(0, self.space.hash_fields, len(pos)).tolist()
+                  if action in ("hget", "hset") else None)
+        if action == "get_multi":
+            batches = self._batches(rng, name, indices)
+            for j, (p, (keys, batch_sizes)) in enumerate(zip(pos.tolist(), batches)):
+                ops[p] = Op(name, action, self.index, keys, sizes[j], float(ttls[j]), work[j],
+                            sizes=batch_sizes)
+            return
+        for j, (p, key_tuple) in enumerate(zip(pos.tolist(), self._key_tuples(
+                entry, action, indices))):
+            ops[p] = Op(name, action, self.index, key_tuple, sizes[j], float(ttls[j]),
+                        work[j], f"f{fields[j]}" if fields else None)
+
+    def _key_tuples(self, entry: MixEntry, action: str,
+                    indices: np.ndarray) -> list[tuple[str, ...]]:
+        """The keys of each op: one key, WANCache value key and check keys, one key per
+        lock instance (redlock)."""
+        if action in ("wan_get", "wan_delete"):
+            checks = [self.keys_for(indices, "t", t) for t in self.check_templates] \
+                if action == "wan_get" else []
+            return list(zip(self.keys_for(indices, "v"), *checks))
+        base = self.keys_for(indices)
+        if action == "redlock":
+            tags = self.lock_tags[:entry.instances]
+            cut = len(self.prefix)
+            return [tuple(f"{k[:cut]}{{{t}}}:{k[cut:]}" for t in tags) for k in base]
+        return [(k,) for k in base]
+
+    def _batches(self, rng: np.random.Generator, name: str, first: np.ndarray
+                 ) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+        """get_multi batches, as (keys, their value sizes): the drawn key plus batch-1
+        more from the same popularity, duplicates dropped."""
+        batch = self.batches.get(name)
+        counts = np.maximum(batch.sample(rng, len(first)) if batch
+                            else np.full(len(first), DEFAULT_BATCH), 1)
+        extra = self.popularity.sample(rng, int(counts.sum() - len(first)))
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        # each batch's indices, laid out in one array: first key, then its extras
+        layout = np.insert(extra, starts - np.arange(len(first)), first)
+        keys, sizes = self.keys_for(layout), self.sizes(layout).tolist()
+        out = []
+        for start, count in zip(starts.tolist(), counts.tolist()):
+            unique = dict(zip(keys[start:start + count], sizes[start:start + count]))
+            out.append((tuple(unique), tuple(unique.values())))
+        return out
+
+
+def _instance_tags(count: int) -> list[str]:
+    """Hash tags whose Redis Cluster slots fall in `count` equal slot ranges.
+
+    Redlock wants independent instances; on a cluster whose masters own equal slot
+    ranges (what `redis-cli --cluster create` does), key j of a lock lands on master j.
+    """
+    tags = []
+    for j in range(count):
+        low, high = j * 16384 // count, (j + 1) * 16384 // count
+        tags.append(next(f"lock{t}" for t in itertools.count()
+                         if low <= key_slot(f"lock{t}".encode()) < high))
+    return tags
+
+
+class Workload:
+    """Deterministic op streams for a scenario and seed (see the module docstring)."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        weights = np.array([ks.weight for ks in scenario.keyspaces], dtype=np.float64)
+        if weights.sum() <= 0:
+            raise InputError("expected at least one key space with a weight > 0",
+                             file=scenario.source, field="keyspaces")
+        self.space_p = weights / weights.sum()
+        trace = scenario.keyspaces[0].trace
+        self.trace = Trace.load(trace.file, scenario, trace.speed, trace.loop) if trace else None
+        self.plans = [] if trace else [
+            SpacePlan(ks, i, scenario, self.seed, float(self.space_p[i]))
+            for i, ks in enumerate(scenario.keyspaces)]
+
+    def block(self, b: int) -> list[Op]:
+        """Ops of block `b` of the global stream (a pure function of seed and b)."""
+        if self.trace is not None:
+            return self.trace.block(b)
+        rng = np.random.default_rng([self.seed, b])
+        if len(self.plans) == 1:
+            return self.plans[0].draw(rng, b, BLOCK_OPS)
+        spaces = rng.choice(len(self.plans), BLOCK_OPS, p=self.space_p)
+        ops: list[Op] = [None] * BLOCK_OPS  # type: ignore[list-item]
+        for s, plan in enumerate(self.plans):
+            pos = np.flatnonzero(spaces == s)
+            for p, op in zip(pos.tolist(), plan.draw(rng, b, len(pos))):
+                ops[p] = op
+        return ops
+
+    def stream(self, stream_index: int = 0, stream_count: int = 1) -> Iterator[Op]:
+        """Stream `stream_index` of `stream_count`: blocks i, i+n, i+2n, ... (endless,
+        except a trace replayed without `loop`)."""
+        if not 0 <= stream_index < stream_count:
+            raise ValueError(f"stream index {stream_index} outside 0..{stream_count - 1}")
+        for b in itertools.count(stream_index, stream_count):
+            ops = self.block(b)
+            if not ops:
+                return
+            yield from ops
+
+    def prefill_batches(self, shard: int = 0, shards: int = 1, *,
+                        batch_size: int = 500) -> Iterator[tuple[dict[str, bytes], float]]:
+        """Every key of every key space that wants prefill, once, as (items, ttl) batches.
+
+        Shard `s` of `n` writes batches s, s+n, ... of each space, so n processes prefill
+        disjoint parts; a batch's TTL is drawn from its own generator, so it does not
+        depend on the number of shards. Values come from the same payload buffers as the run;
+        WANCache spaces write the value sister key, segmented values their segments.
+        """
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} outside 0..{shards - 1}")
+        for plan in self.plans:
+            if not plan.space.prefill:
+                continue
+            payload = Payload(plan.space.compressibility)
+            for start in range(shard * batch_size, plan.space.keys, shards * batch_size):
+                indices = np.arange(start, min(start + batch_size, plan.space.keys))
+                rng = np.random.default_rng([self.seed, plan.index, 2, start])
+                ttl = float(plan.space.ttl.sample(rng, 1)[0])
+                yield _prefill_items(plan, indices, payload), ttl
+
+
+def _prefill_items(plan: SpacePlan, indices: np.ndarray, payload: Payload) -> dict[str, bytes]:
+    """Key -> value for one prefill batch, in the layout the executor reads back."""
+    items: dict[str, bytes] = {}
+    keys = plan.keys_for(indices, "v" if plan.space.uses_wan else None)
+    for key, size in zip(keys, plan.sizes(indices).tolist()):
+        value = b"0" if plan.space.values == "counter" else payload.fresh(size)
+        items.update(segment_layout(plan.prefix, key, value) if plan.space.segmentation
+                     else {key: value})
+    return items
+
+
+# ------------------------------------------------------------------------------ trace replay
+
+class Trace:
+    """A Twitter cache trace (Yang et al., OSDI 2020) in memory, cut into blocks.
+
+    Timestamps are whole seconds; the ops of one second are spread evenly over it, so
+    `at` = (timestamp - first + rank/count) / speed. A looped replay adds the trace's
+    span for every pass.
+    """
+
+    def __init__(self, ops: list[Op], span: float, loop: bool) -> None:
+        self.ops, self.span, self.loop = ops, span, loop
+
+    @classmethod
+    def load(cls, file: str, scenario: Scenario, speed: float, loop: bool) -> Trace:
+        """Read and check the CSV (InputError naming the trace file and line)."""
+        rows = read_trace(file)
+        stamps = np.array([r[0] for r in rows], dtype=np.float64)
+        first = stamps.min()
+        groups: dict[float, int] = {}
+        for s in stamps.tolist():
+            groups[s] = groups.get(s, 0) + 1
+        seen: dict[float, int] = {}
+        ops = []
+        for (stamp, key, key_size, value_size, operation, ttl) in rows:
+            rank = seen.get(stamp, 0)
+            seen[stamp] = rank + 1
+            full = pad_keys([scenario.key_prefix + key], np.array([key_size]))[0]
+            at = (stamp - first + rank / groups[stamp]) / speed
+            ops.append(Op(operation, TRACE_OPS[operation], 0, (full,), value_size, ttl, at=at))
+        return cls(ops, (stamps.max() - first + 1) / speed, loop)
+
+    def block(self, b: int) -> list[Op]:
+        """Ops [b*BLOCK_OPS, (b+1)*BLOCK_OPS) of the (looped) trace, `at` shifted per pass."""
+        start, end = b * BLOCK_OPS, (b + 1) * BLOCK_OPS
+        n = len(self.ops)
+        if not self.loop:
+            return self.ops[start:end]
+        out = []
+        for i in range(start, end):
+            op = self.ops[i % n]
+            copy = Op(op.kind, op.action, 0, op.keys, op.value_size, op.ttl,
+                      at=op.at + (i // n) * self.span)
+            out.append(copy)
+        return out
+
+
+# ------------------------------------------------------------------------------ values
+
+
+_BUFFERS: dict[float, bytes] = {}
+
+
+def payload_buffer(compressibility: float) -> bytes:
+    """PAYLOAD_BYTES of which about `compressibility` compresses away (zero runs).
+
+    Each 4 KiB chunk is random bytes followed by zeros, so any slice of a few KiB
+    compresses to about (1 - compressibility) of its size. Built once per process.
+    """
+    key = round(compressibility, 3)
+    if key not in _BUFFERS:
+        rng = np.random.default_rng(0)
+        chunks = rng.integers(0, 256, (PAYLOAD_BYTES // _PAYLOAD_CHUNK, _PAYLOAD_CHUNK),
+                              dtype=np.uint8)
+        chunks[:, _PAYLOAD_CHUNK - int(round(key * _PAYLOAD_CHUNK)):] = 0
+        _BUFFERS[key] = chunks.tobytes()
+    return _BUFFERS[key]
+
+
+class Payload:
+    """Fresh values: successive slices of the shared buffer (a prime stride apart)."""
+
+    _STRIDE = 7919
+
+    def __init__(self, compressibility: float) -> None:
+        self.buffer = payload_buffer(compressibility)
+        self.offset = 0
+
+    def fresh(self, size: int) -> bytes:
+        """`size` bytes, different from the previous call's."""
+        buf = self.buffer
+        if size > len(buf):
+            return (buf * (size // len(buf) + 1))[:size]
+        self.offset = (self.offset + self._STRIDE) % (len(buf) - size + 1)
+        return buf[self.offset:self.offset + size]
+
+
+def segment_layout(prefix: str, key: str, value: bytes) -> dict[str, bytes]:
+    """What storing `value` under `key` writes, in write order: the value itself, or
+    (above SEGMENTATION_SIZE) its segments under MediaWiki's segment keys and then the
+    main key listing them, padded to the size MediaWiki's list would have."""
+    segments = mwkeys.segment_keys(key[len(prefix):], len(value))
+    if len(segments) == 1:
+        return {key: value}
+    step = mwkeys.SEGMENTATION_SIZE
+    items = {prefix + k: value[i * step:(i + 1) * step] for i, (k, _) in enumerate(segments[:-1])}
+    listing = SEGMENTS_PREFIX + "\n".join(items).encode()
+    items[key] = listing.ljust(segments[-1][1])
+    return items
+
+
+def listed_segments(value: bytes) -> list[str]:
+    """The segment keys a segmented value's main key lists."""
+    return value[len(SEGMENTS_PREFIX):].rstrip().decode().split("\n")
+
+
+# ------------------------------------------------------------------------------ executor
+
+
+def _sister(value_key: str, sister_type: str) -> str:
+    """Another sister of a WANCache value key: both schemes end in the type letter."""
+    return value_key[:-1] + sister_type
+
+
+class _Abort(Exception):
+    """A call failed: its error Sample is recorded and the op stops."""
+
+
+def _count_get(value: bytes | None) -> tuple[int, int, int]:
+    return (1, 0, len(value)) if value is not None else (0, 1, 0)
+
+
+def _count_found(found: bool | int | None) -> tuple[int, int, int]:
+    """delete/touch/incr/decr: a hit when the key existed (memcached's *_hits counters)."""
+    return (0, 1, 0) if found is None or found is False else (1, 0, 0)
+
+
+def _count_none(_: Any) -> tuple[int, int, int]:
+    return 0, 0, 0
+
+
+class Executor:
+    """Runs ops against one Target (one per Locust user), timing every protocol call."""
+
+    def __init__(self, target: Target, scenario: Scenario,
+                 clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        self.target, self.scenario, self.clock = target, scenario, clock
+        self.prefix = scenario.key_prefix
+        self._sleep = sleep
+        self.payloads = [Payload(ks.compressibility) for ks in scenario.keyspaces]
+        self._token = itertools.count(1)
+        self._actions: dict[str, Callable[[Op, list[Sample]], None]] = {
+            "get": self._get, "get_multi": self._get_multi, "set": self._set,
+            "add": self._add, "replace": self._replace, "delete": self._delete,
+            "incr": self._incr, "decr": self._incr, "touch": self._touch,
+            "hget": self._hget, "hset": self._hset, "wan_get": self._wan_get,
+            "wan_delete": self._wan_delete, "redlock": self._redlock,
+            "ratelimit": self._ratelimit}
+        self._entries = {(i, name): entry for i, ks in enumerate(scenario.keyspaces)
+                         for name, entry in ks.mix.items()}
+
+    def execute(self, op: Op) -> list[Sample]:
+        """Run `op` and what it implies; one Sample per protocol call, errors included."""
+        samples: list[Sample] = []
+        try:
+            self._actions[op.action](op, samples)
+        except _Abort:
+            pass
+        return samples
+
+    # -- plumbing
+
+    def _call(self, samples: list[Sample], name: str, keys: int,
+              count: Callable[[Any], tuple[int, int, int]], fn: Callable[..., Any],
+              *args: Any) -> Any:
+        """Time one protocol call and record it; on an exception record the error, abort."""
+        start = self.clock()
+        try:
+            result = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error sample
+            samples.append(Sample(name, start, self.clock(), 0, 0, keys, error_kind(exc), 0))
+            raise _Abort from exc
+        end = self.clock()
+        hits, misses, nbytes = count(result)
+        samples.append(Sample(name, start, end, hits, misses, keys, None, nbytes))
+        return result
+
+    def _wait(self, seconds: float) -> None:
+        """Regeneration or lock hold time; `time.sleep` looked up now (gevent patches it)."""
+        if seconds > 0:
+            (self._sleep or time.sleep)(seconds)
+
+    def _value(self, op: Op, size: int | None = None) -> bytes:
+        """A fresh value of `size` (default: the op's) bytes, or a small number for
+        counter spaces."""
+        size = op.value_size if size is None else size
+        if self.scenario.keyspaces[op.space].values == "counter":
+            return b"%d" % size
+        return self.payloads[op.space].fresh(size)
+
+    def _segmented(self, op: Op) -> bool:
+        return self.scenario.keyspaces[op.space].segmentation
+
+    def _store(self, samples: list[Sample], op: Op, key: str, name: str = "set",
+               size: int | None = None) -> Any:
+        """Write a fresh value under `key` with `name` (set/add/replace); segments first."""
+        value = self._value(op, size)
+        items = segment_layout(self.prefix, key, value) if self._segmented(op) \
+            else {key: value}
+        main = items.pop(key)
+        for seg_key, seg in items.items():
+            self._call(samples, "set", 1, lambda _, n=len(seg): (0, 0, n),
+                       self.target.set, seg_key, seg, op.ttl)
+        return self._call(samples, name, 1, lambda _: (0, 0, len(main)),
+                          getattr(self.target, name), key, main, op.ttl)
+
+    def _assemble(self, samples: list[Sample], value: bytes | None) -> bytes | None:
+        """A segmented value read back: get_multi of its segments; None if any is gone."""
+        if value is None or not value.startswith(SEGMENTS_PREFIX):
+            return value
+        keys = listed_segments(value)
+        found = self._call(samples, "get_multi", len(keys), self._count_multi(len(keys)),
+                           self.target.get_multi, keys)
+        return b"".join(found[k] for k in keys) if len(found) == len(keys) else None
+
+    @staticmethod
+    def _count_multi(asked: int) -> Callable[[dict[str, bytes]], tuple[int, int, int]]:
+        return lambda found: (len(found), asked - len(found), sum(map(len, found.values())))
+
+    # -- simple ops
+
+    def _get(self, op: Op, samples: list[Sample]) -> None:
+        key = op.keys[0]
+        value = self._assemble(samples, self._call(samples, "get", 1, _count_get,
+                                                   self.target.get, key))
+        if value is None and self._entry(op).on_miss == "set":
+            self._wait(op.work)
+            self._store(samples, op, key)
+
+    def _get_multi(self, op: Op, samples: list[Sample]) -> None:
+        keys = list(op.keys)
+        found = self._call(samples, "get_multi", len(keys), self._count_multi(len(keys)),
+                           self.target.get_multi, keys)
+        missing = [(k, size) for k, size in zip(keys, op.sizes)
+                   if self._assemble(samples, found.get(k)) is None]
+        if missing and self._entry(op).on_miss == "set":
+            self._wait(op.work)
+            for key, size in missing:
+                self._store(samples, op, key, size=size)
+
+    def _set(self, op: Op, samples: list[Sample]) -> None:
+        self._store(samples, op, op.keys[0])
+
+    def _add(self, op: Op, samples: list[Sample]) -> None:
+        self._store(samples, op, op.keys[0], "add")
+
+    def _replace(self, op: Op, samples: list[Sample]) -> None:
+        self._store(samples, op, op.keys[0], "replace")
+
+    def _delete(self, op: Op, samples: list[Sample]) -> None:
+        self._call(samples, "delete", 1, _count_found, self.target.delete, op.keys[0])
+
+    def _touch(self, op: Op, samples: list[Sample]) -> None:
+        self._call(samples, "touch", 1, _count_found, self.target.touch, op.keys[0], op.ttl)
+
+    def _incr(self, op: Op, samples: list[Sample]) -> None:
+        """incr/decr; with on_miss: add, MediaWiki's incrWithInit (add, then incr if raced)."""
+        delta = self._entry(op).delta
+        fn = getattr(self.target, op.action)
+        if self._call(samples, op.action, 1, _count_found, fn, op.keys[0], delta) is None \
+                and self._entry(op).on_miss == "add":
+            if not self._call(samples, "add", 1, _count_none, self.target.add, op.keys[0],
+                              b"%d" % delta, op.ttl):
+                self._call(samples, op.action, 1, _count_found, fn, op.keys[0], delta)
+
+    def _entry(self, op: Op) -> MixEntry:
+        """The mix entry behind `op`; trace ops have none and get the defaults."""
+        return self._entries.get((op.space, op.kind), DEFAULT_ENTRY)
+
+    def _hget(self, op: Op, samples: list[Sample]) -> None:
+        self._call(samples, "hget", 1, _count_get, self.target.hget, op.keys[0], op.field)
+
+    def _hset(self, op: Op, samples: list[Sample]) -> None:
+        value = self._value(op)
+        self._call(samples, "hset", 1, lambda _: (0, 0, len(value)), self.target.hset,
+                   op.keys[0], {op.field: value}, op.ttl)
+
+    # -- MediaWiki patterns
+
+    def _wan_get(self, op: Op, samples: list[Sample]) -> None:
+        """WANObjectCache::getWithSetCallback, the parts that reach the cache.
+
+        One get_multi of the value key and its check keys; missing check keys are
+        initialised with add (processCheckKeys). On a miss or a tombstone: the
+        regeneration mutex (add of |#|m, LOCK_TTL), the callback's time, then set of the
+        value, or, while a tombstone holds the key off, an interim value (|#|i, 1 s);
+        finally the mutex is deleted or left to expire.
+        """
+        space = self.scenario.keyspaces[op.space]
+        value_key, *check_keys = op.keys
+        asked = list(op.keys)
+        found = self._call(samples, "get_multi", len(asked), self._count_multi(len(asked)),
+                           self.target.get_multi, asked)
+        for key in check_keys:
+            if key not in found:
+                self._call(samples, "add", 1, _count_none, self.target.add, key,
+                           self._purge_value(0), CHECK_KEY_TTL)
+        value = self._assemble(samples, found.get(value_key))
+        tombstoned = value is not None and value.startswith(PURGE_PREFIX)
+        if value is not None and not tombstoned:
+            return
+        mutex = _sister(value_key, "m")
+        locked = space.wan.mutex and self._call(
+            samples, "add", 1, _count_none, self.target.add, mutex, b"1", mwkeys.LOCK_TTL)
+        if space.wan.mutex and not locked and tombstoned:
+            if self._call(samples, "get", 1, _count_get, self.target.get,
+                          _sister(value_key, "i")) is not None:
+                return
+        self._wait(op.work)
+        if tombstoned:
+            self._call(samples, "set", 1, lambda _: (0, 0, op.value_size), self.target.set,
+                       _sister(value_key, "i"), self._value(op), float(mwkeys.INTERIM_KEY_TTL))
+        else:
+            self._store(samples, op, value_key)
+        if locked and space.wan.mutex_release == "delete":
+            self._call(samples, "delete", 1, _count_found, self.target.delete, mutex)
+
+    def _purge_value(self, holdoff: int) -> bytes:
+        """WANObjectCache's purge value: `PURGED:<timestamp>:<holdoff>`."""
+        return b"%s%.4f:%d" % (PURGE_PREFIX, time.time(), holdoff)
+
+    def _wan_delete(self, op: Op, samples: list[Sample]) -> None:
+        """WANObjectCache::delete: a tombstone in the value key for HOLDOFF_TTL seconds."""
+        value = self._purge_value(mwkeys.HOLDOFF_TTL)
+        self._call(samples, "set", 1, lambda _: (0, 0, len(value)), self.target.set,
+                   op.keys[0], value, float(mwkeys.HOLDOFF_TTL))
+
+    def _redlock(self, op: Op, samples: list[Sample]) -> None:
+        """Redlock: SET NX PX on every instance; with a majority, hold, then release all
+        taken; without, release what was taken at once. A failure ends the op (the lock
+        keys then expire after the TTL, as they would for a crashed client)."""
+        token = b"%d" % next(self._token)
+        taken = [key for key in op.keys
+                 if self._call(samples, "add", 1, _count_none, self.target.add, key, token,
+                               op.ttl)]
+        if len(taken) > len(op.keys) // 2:
+            self._wait(op.work)
+        for key in taken:
+            self._call(samples, "delete", 1, _count_found, self.target.delete, key)
+
+    def _ratelimit(self, op: Op, samples: list[Sample]) -> None:
+        """A fixed-window rate limiter: INCRBY, and EXPIRE when the window's key is new;
+        on memcached (incr of a missing key fails) add the key with the window as TTL."""
+        delta = self._entry(op).delta
+        key = op.keys[0]
+        count = self._call(samples, "incr", 1, _count_found, self.target.incr, key, delta)
+        if count is None:
+            self._call(samples, "add", 1, _count_none, self.target.add, key, b"%d" % delta,
+                       op.ttl)
+        elif count == delta:
+            self._call(samples, "touch", 1, _count_found, self.target.touch, key, op.ttl)

@@ -1,0 +1,149 @@
+"""End-to-end runs through Locust against real servers: the run directory, honest
+latency under a stall, and counts that agree with the servers' own counters.
+
+Each test runs `bench run` as a user would (through `bench.cli.main`), so Locust runs
+in a child process exactly as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cli import main
+from bench.hlog import read_hlog
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(target_url: str, out: Path, scenario: str, *extra: str) -> int:
+    return main(["run", scenario, "--target", target_url, "--out", str(out), "--quiet",
+                 *extra])
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def test_smoke_run_writes_the_run_directory(memcached_server: Any, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc = run_bench(memcached_server.url, out, "smoke", "--duration", "3s", "--warmup", "1s")
+    assert rc == 0
+    for name in ("run.json", "latency.hlog", "timeline.csv", "server-stats.json",
+                 "summary.json"):
+        assert (out / name).is_file(), name
+    info = load_json(out / "run.json")
+    assert info["status"] == "completed" and info["completed"] is True
+    assert info["target"]["url"] == memcached_server.url
+    summary = load_json(out / "summary.json")
+    assert summary["completed"] is True
+    assert {"get", "set"} <= set(summary["ops"])
+    total = summary["total"]
+    # 2000 ops/s asked for 3 s; cache-aside sets after misses come on top of that.
+    assert 0.9 * 6000 <= total["count"] <= 2 * 6000
+    assert total["errors"] == 0
+    for op in summary["ops"].values():
+        lat, svc = op["latency_us"], op["service_us"]
+        assert 1 <= lat["p50"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+        assert svc["p50"] <= lat["p50"] * 1.01 + 1
+    tags = {entry.tag for entry in read_hlog(out / "latency.hlog")}
+    assert {"get", "get.service", "set", "set.service"} <= tags
+
+
+def test_stall_shows_in_latency_not_in_service_time(memcached_server: Any,
+                                                   tmp_path: Path) -> None:
+    """Coordinated omission: pause the server for 1 s of a 10 s run at 1000 ops/s.
+
+    Ops due during the pause are measured from their intended start, so about 10% of
+    them wait between 0 and 1 s: p99 latency must be hundreds of ms. Service time
+    counts from the actual send; only the few ops in flight at the pause see it, so
+    its p99 stays at cache speed.
+    """
+    out = tmp_path / "run"
+
+    def stall() -> None:
+        time.sleep(5.0)
+        memcached_server.pause()
+        time.sleep(1.0)
+        memcached_server.resume()
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    try:
+        rc = run_bench(memcached_server.url, out, str(SCENARIOS / "stall.yaml"),
+                       "--timeout", "5s")
+    finally:
+        staller.join()
+        memcached_server.resume()
+    assert rc in (0, 1)
+    get = load_json(out / "summary.json")["ops"]["get"]
+    assert get["errors"] == 0
+    assert get["latency_us"]["p99"] >= 300_000, get["latency_us"]
+    assert get["service_us"]["p99"] <= 50_000, get["service_us"]
+    assert get["latency_us"]["max"] >= 900_000
+
+
+def _delta(stats: dict[str, Any], counter: str) -> int:
+    """Sum over nodes of after - before for one server counter."""
+    before, after = stats["before"]["nodes"], stats["after"]["nodes"]
+    return sum(int(after[node].get(counter, 0)) - int(before[node].get(counter, 0))
+               for node in after)
+
+
+def _sum(summary: dict[str, Any], field: str, ops: tuple[str, ...]) -> int:
+    return sum(summary["ops"][op][field] or 0 for op in ops if op in summary["ops"])
+
+
+READS = ("get", "get_multi")
+WRITES = ("set", "add", "replace")
+
+
+def _counts_run(url: str, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    out = tmp_path / "run"
+    rc = run_bench(url, out, str(SCENARIOS / "counts.yaml"))
+    assert rc in (0, 1)
+    summary = load_json(out / "summary.json")
+    assert summary["total"]["errors"] == 0
+    assert _sum(summary, "hits", READS) > 0 and _sum(summary, "misses", READS) > 0
+    return summary, load_json(out / "server-stats.json")
+
+
+def test_counts_agree_with_memcached(memcached_server: Any, tmp_path: Path) -> None:
+    summary, stats = _counts_run(memcached_server.url, tmp_path)
+    assert _delta(stats, "cmd_get") == _sum(summary, "keys", READS)
+    assert _delta(stats, "get_hits") == _sum(summary, "hits", READS)
+    assert _delta(stats, "get_misses") == _sum(summary, "misses", READS)
+    assert _delta(stats, "cmd_set") == _sum(summary, "count", WRITES)
+    deletes = _delta(stats, "delete_hits") + _delta(stats, "delete_misses")
+    assert deletes == summary["ops"]["delete"]["count"]
+
+
+def _check_redis_counts(summary: dict[str, Any], stats: dict[str, Any], *,
+                        exact_mget: bool) -> None:
+    assert _delta(stats, "keyspace_hits") == _sum(summary, "hits", READS)
+    assert _delta(stats, "keyspace_misses") == _sum(summary, "misses", READS)
+    assert _delta(stats, "cmdstat_get_calls") == summary["ops"]["get"]["count"]
+    assert _delta(stats, "cmdstat_set_calls") == _sum(summary, "count", WRITES)
+    assert _delta(stats, "cmdstat_del_calls") == summary["ops"]["delete"]["count"]
+    if exact_mget:
+        assert _delta(stats, "cmdstat_mget_calls") == summary["ops"]["get_multi"]["count"]
+
+
+def test_counts_agree_with_redis(redis_server: Any, tmp_path: Path) -> None:
+    summary, stats = _counts_run(redis_server.url, tmp_path)
+    _check_redis_counts(summary, stats, exact_mget=True)
+
+
+def test_counts_agree_with_redis_cluster(redis_cluster: Any, tmp_path: Path) -> None:
+    """On a cluster a multi-get is split by slot into several MGETs, so only keys
+    (hits + misses) are compared for it; the shared cluster is never flushed, so the
+    deltas are taken over this run's window only (no other test runs concurrently)."""
+    summary, stats = _counts_run(redis_cluster.url, tmp_path)
+    _check_redis_counts(summary, stats, exact_mget=False)
