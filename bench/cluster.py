@@ -68,6 +68,17 @@ class PortTaken(TargetError):
 
 # --------------------------------------------------------------------------- programs
 
+def _all_threads_stopped(pid: int) -> bool:
+    """True when every thread of `pid` is in state T (stopped), per /proc."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        states = [Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                  for tid in tasks]
+    except OSError:
+        return True
+    return all(state in ("T", "t") for state in states)
+
+
 def find_binaries(*names: str) -> dict[str, str]:
     """Absolute paths of the named programs, or one InputError naming the Debian packages.
 
@@ -268,9 +279,16 @@ class LocalServer:
             return "dead"
         return "answering" if self.answering() else "not answering"
 
-    def pause(self) -> None:
-        """SIGSTOP: the server keeps its connections but stops answering (a stall)."""
+    def pause(self, settle_s: float = 1.0) -> None:
+        """SIGSTOP: the server keeps its connections but stops answering (a stall).
+
+        Returns once every thread of the server is stopped: the signal is asynchronous,
+        and a request answered just after `pause()` returned would make a stall test lie.
+        """
         os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline and not _all_threads_stopped(self.pid):
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """SIGCONT after `pause()`."""
@@ -411,7 +429,8 @@ def start_nutcracker(backends: Sequence[str], workdir: str | Path,
                      name: str = "nutcracker") -> LocalServer:
     """nutcracker (twemproxy) on 127.0.0.1:`port` in front of `backends` ("host:port").
 
-    ketama over fnv1a_64; hosts are never ejected, so a stalled backend shows up as
+    ketama over md5, the same ring as cachebench's own memcached pool client (so a key
+    lands on the same node through the proxy or without it); hosts are never ejected, so a stalled backend shows up as
     latency instead of silently moving keys. Stats (JSON) on `stats_port`.
     """
     if protocol not in _PROBES:
@@ -422,7 +441,7 @@ def start_nutcracker(backends: Sequence[str], workdir: str | Path,
 
     def start(p: int) -> LocalServer:
         stats_port = free_port()
-        pool = {"listen": f"{HOST}:{p}", "hash": "fnv1a_64", "distribution": "ketama",
+        pool = {"listen": f"{HOST}:{p}", "hash": "md5", "distribution": "ketama",
                 "auto_eject_hosts": False, "preconnect": True, "redis": protocol == "redis",
                 "servers": [f"{backend}:1" for backend in backends]}
         conf.write_text(yaml.safe_dump({"cachebench": pool}, sort_keys=False))

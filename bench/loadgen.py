@@ -196,9 +196,11 @@ class ProcessLoad:
         return local * self.workers + self.worker_index
 
     def user_finished(self) -> None:
+        """The last user to stop ends this source, once the measured window is over
+        (an open-loop user stops early when its next intended start is past the end)."""
         self._active_users -= 1
-        if self._active_users <= 0 and time.perf_counter() >= self.end:
-            self.finish()
+        if self._active_users <= 0:
+            gevent.spawn_later(max(0.0, self.end - time.perf_counter()), self.finish)
 
     def finish(self) -> None:
         """Ship every remaining interval and tell the sink this source is complete."""

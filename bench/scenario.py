@@ -15,6 +15,57 @@ Quantities are written the way people write them (`30s`, `4KiB`, `20k/s`, `99.9%
 see units.py); the resolved scenario (`Scenario.to_json`) stores plain numbers and is
 itself a valid scenario, so `Scenario.from_json(s.to_json())` gives `s` back (the driver
 ships scenarios to Locust workers that way).
+
+The language, in brief (`bench scenarios schema` has every field; scenarios/ has worked
+examples, each saying what it models and where its numbers come from)::
+
+    name: mediawiki                # default: the file's stem
+    description: one line for `bench scenarios list`
+    target: local:memcached        # optional default for `bench run --target`
+    seed: 1
+    key_prefix: "cb:"              # every key starts with it (never flush others' keys)
+    load: {mode: open, rate: 20k/s, arrival: poisson, users: 32, think: 0s,
+           duration: 60s, warmup: 10s, prefill: true}       # closed: users + think
+    slo: {objectives: [...], errors: {max: 0.1%}}           # bench.slo's format
+    keyspaces:
+      - name: objects
+        weight: 97%                # share of all ops (relative to the other spaces)
+        keys: 200000
+        template: "{wiki}:{group}:{id}:{title}"  # MediaWiki makeKey: escaping, length rule
+        vars: {group: {revision-row-1.29: 30, sidebar: 10},  # choice, fixed per key
+               id: {offset: 50000000},                        # index + offset
+               title: {length: {dist: lognormal, median: 20B, p99: 120B}}}  # padded
+                                   # {wiki} defaults to keys.WIKIS_DEFAULT
+        key_rules: "1.44"          # or "1.45": MediaWiki's long-key rule
+        popularity: {dist: zipf, alpha: 0.99}   # uniform, zipf, scrambled_zipf,
+                                   # hotspot (hot_fraction, hot_share), sequential, latest
+        value_size: {dist: lognormal, median: 350B, p99: 40KiB, min: 8B, max: 900KiB}
+                                   # fixed (or just `4KiB`), uniform min/max, weighted
+                                   # choices, normal mean/sd, lognormal mu/sigma or
+                                   # median/p99, gev and gpareto loc/scale/shape,
+                                   # empirical points or file; min/max clamp any of them
+        key_size: {dist: gev, ...} # pad keys to this length when the template doesn't fix it
+        ttl: {1h: 25%, 1d: 75%}    # or `1h`, or {min: 1h, max: 1d}; 0 = no expiry
+        values: blob               # or counter (incr/decr keys hold numbers)
+        compressibility: 0.5       # share of each payload that compresses away
+        compression: {threshold: 1500B, ratio: 40%}   # MediaWiki's client compression
+        segmentation: true         # values above 917,504 bytes are stored in segments
+        wan: {check_keys: ["{wiki}:page-touched:{id}"], mutex: true,
+              mutex_release: delete, scheme: hash_stop}
+        hash_fields: 16            # hget/hset field count
+        prefill: true              # write every key before the run
+        mix:                       # entry name = op, or give `op:`
+          get: {weight: 85%, on_miss: set, regen: {min: 2ms, max: 50ms}}
+          get_multi: {weight: 5%, batch: {dist: uniform, min: 2, max: 20}, on_miss: set}
+          set: 5%                  # set, add, replace, delete, touch, hget, hset
+          # incr/decr {delta, on_miss: add} (incrWithInit) and ratelimit need a key
+          # space with `values: counter`
+          wan_get: ...             # WANObjectCache getWithSetCallback (regen)
+          wan_delete: ...          # tombstone for HOLDOFF_TTL
+          redlock: {instances: 3, hold: 50ms}   # SET NX PX on N keys/instances
+          ratelimit: ...           # INCRBY + EXPIRE (memcached: incr, add)
+      - name: replay               # or: a trace replayed (the only key space then)
+        trace: {file: cluster52.csv, speed: 2, loop: true}
 """
 
 from __future__ import annotations
@@ -390,13 +441,6 @@ class TimeDist(_Model):
         weights = np.fromiter(self.choices.values(), dtype=np.float64)
         return values[rng.choice(len(values), n, p=weights / weights.sum())]
 
-    def mean(self) -> float:
-        """Expected duration in seconds."""
-        if self.choices is None:
-            return (self.min + self.max) / 2
-        total = sum(self.choices.values())
-        return sum(d * w for d, w in self.choices.items()) / total
-
 
 def _time_shorthand(value: Any) -> Any:
     """`1h` is one choice; a mapping without choices/min/max is the choices."""
@@ -418,6 +462,8 @@ SIMPLE_OPS = ("get", "get_multi", "set", "add", "replace", "delete", "incr", "de
               "hget", "hset")
 PATTERN_OPS = ("wan_get", "wan_delete", "redlock", "ratelimit")
 ALL_OPS = SIMPLE_OPS + PATTERN_OPS
+#: Ops that need numbers in their keys (memcached refuses incr on anything else).
+COUNTER_OPS = ("incr", "decr", "ratelimit")
 
 #: Settings of a mix entry and the ops they apply to (anything else is a mistake).
 OP_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -446,8 +492,6 @@ class MixEntry(_Model):
     hold: TimeField | None = None
 
 
-
-
 def _weight_shorthand(value: Any) -> Any:
     """`get: 80%` means `get: {weight: 80%}`."""
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
@@ -462,8 +506,8 @@ MixField = Annotated[MixEntry, BeforeValidator(
 
 
 class Compression(_Model):
-    """MediaWiki compresses serialized values above `threshold` bytes (gzip);
-    the stored size is the size times `ratio`."""
+    """MediaWiki compresses serialized values of at least `threshold` bytes (gzip); the
+    stored size is the size times `ratio`."""
 
     threshold: Size = mwkeys.COMPRESSION_THRESHOLD
     ratio: Fraction = Field(default=0.35, gt=0)
@@ -504,11 +548,11 @@ def _used(variables: dict[str, Any], template: str) -> dict[str, Any]:
 class Built(NamedTuple):
     """The objects a key space's settings turn into (see KeySpace.build)."""
 
-    popularity: Any
-    value_size: Any
-    key_size: Any
-    template: Any
-    check_templates: list[Any]
+    popularity: dist.Popularity
+    value_size: dist.SizeDistribution
+    key_size: dist.SizeDistribution | None
+    template: mwkeys.KeyTemplate
+    check_templates: list[mwkeys.KeyTemplate]
 
 
 class IndexVar(_Model):
@@ -603,6 +647,9 @@ class KeySpace(_Model):
                                      "{get: 90%, set: 10%}")
         for name, entry in self.mix.items():
             _check_entry(name, entry)
+            if _op_of(name, entry) in COUNTER_OPS and self.values != "counter":
+                raise error_at(("mix", name), f"{_op_of(name, entry)} needs `values: counter` "
+                                              "in its key space (its keys must hold numbers)")
         if sum(e.weight for e in self.mix.values()) <= 0:
             raise error_at(("mix",), "expected at least one op with a weight > 0")
         if isinstance(self.value_size, EmpiricalSize) and self.value_size.file:

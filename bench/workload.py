@@ -6,10 +6,11 @@ i, i+n, i+2n, ... So what all users send together is the same op sequence for an
 number of users, processes or machines, and a block costs one vectorised draw per key
 space instead of Python-level sampling per op.
 
-Per-key properties (value size, padded key length) are drawn once per key, from their
-own generator (`[seed, space, ...]`), so a key keeps its size wherever it is requested;
-per-op properties (key choice, op, TTL, regeneration time, batch size) come from the
-block's generator.
+Per-key properties (stored value size, padded key length) are fixed functions of the
+key's index (`distributions.hashed_uniform` through the size distribution's quantile),
+so a key keeps its size wherever and by whomever it is requested, and nothing per key
+is stored; per-op properties (key choice, op, TTL, regeneration time, batch size) come
+from the block's generator.
 
 The Executor turns an Op into protocol calls, each timed with `clock` and returned as a
 Sample; what an op implies (cache-aside set after a miss, the WANObjectCache mutex,
@@ -29,7 +30,7 @@ import numpy as np
 from redis.crc import key_slot
 
 from bench import keys as mwkeys
-from bench.distributions import hashed_uniform
+from bench.distributions import Latest, Sequential, hashed_uniform
 from bench.errors import InputError
 from bench.scenario import TRACE_OPS, KeySpace, MixEntry, Scenario, read_trace
 from bench.targets import Target, error_kind
@@ -69,10 +70,11 @@ class Sample(NamedTuple):
 class Op:
     """One operation of the stream.
 
-    `kind` is the mix entry's name, `action` what it runs (get, wan_get, redlock...),
-    `space` the key space index; `keys` the keys it addresses (wan_get: the value key's
-    base, then check key bases; redlock: one key per instance); `value_size` bytes to
-    write (stored size: after compression); `ttl` seconds; `work` seconds the op implies
+    `kind` is the mix entry's name (a trace's operation), `action` what it runs (get,
+    wan_get, redlock...), `space` the key space index; `keys` the keys it addresses, as
+    sent (wan_get/wan_delete: the `|#|v` value key, then `|#|t` check keys; redlock: one
+    key per instance; get_multi: the batch); `value_size` bytes of the first key's value
+    (stored size: after compression); `ttl` seconds; `work` seconds the op implies
     (regeneration after a miss, lock hold time); `field` the hash field of hget/hset;
     `at` the intended start as seconds after the run's start (trace replay), else None:
     the driver's own schedule decides; `sizes` (get_multi) the value size of each key.
@@ -168,13 +170,15 @@ class SpacePlan:
         return [self.prefix + k for k in keys]
 
     def position(self, block: int) -> None:
-        """Move stateful samplers to where block `block` starts (expected ops before it)."""
+        """Move a stateful sampler to where block `block` starts, from the expected number
+        of this space's ops (Sequential) or writes (Latest: each write inserts a key)
+        before it, so the position never depends on which stream drew the earlier blocks."""
         before = block * BLOCK_OPS * self.share
-        if hasattr(self.popularity, "seek"):
-            self.popularity.seek(int(before))
-        if hasattr(self.popularity, "advance"):
-            self.popularity.newest = self.space.keys - 1
-            self.popularity.advance(int(before * self.write_share))
+        pop = self.popularity
+        if isinstance(pop, Sequential):
+            pop.seek(int(before))
+        elif isinstance(pop, Latest):
+            pop.advance(self.space.keys - 1 + int(before * self.write_share) - pop.newest)
 
     def draw(self, rng: np.random.Generator, block: int, count: int) -> list[Op]:
         """`count` ops of this key space, in stream order."""

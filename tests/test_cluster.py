@@ -81,8 +81,6 @@ def test_memcached_pool_nodes_are_independent(memcached_pool, key_prefix):
 def test_nutcracker_forwards_to_one_backend(nutcracker_memcached, key_prefix):
     proxy = _mc(nutcracker_memcached.nodes[0])
     backends = [s.address for s in nutcracker_memcached.servers if s.kind == "memcached"]
-    # Not 20 keys differing in their last byte: fnv1a_64 (as nutcracker truncates it to
-    # 32 bits) maps those to one point of the ketama ring.
     keys = [f"{key_prefix}page:{i}:rev" for i in range(200)]
     for key in keys:
         proxy.set(key, key.encode())

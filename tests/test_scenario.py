@@ -304,3 +304,25 @@ def test_trace_speed_must_be_positive(tmp_path) -> None:
     with pytest.raises(InputError, match=r"s.yaml:5: keyspaces\[0\].trace.speed: .*greater than 0"):
         load_scenario(path)
     assert math.isfinite(load_scenario(DATA / "trace-replay.yaml").keyspaces[0].trace.speed)
+
+
+@pytest.mark.parametrize("spec, low, high", [
+    ("4KiB", 4096, 4096),
+    ("{dist: uniform, min: 100B, max: 200B}", 100, 200),
+    ("{dist: weighted, choices: {100B: 1, 1KiB: 3}}", 100, 1024),
+    ("{dist: normal, mean: 1000, sd: 100, min: 500B, max: 1500B}", 500, 1500),
+    ("{dist: lognormal, mu: 6, sigma: 1, max: 64KiB}", 0, 65536),
+    ("{dist: gev, loc: 30.7984, scale: 8.20449, shape: 0.078688, max: 250B}", 0, 250),
+    ("{dist: gpareto, scale: 214.476, shape: 0.348238, min: 1B, max: 1MiB}", 1, 2**20),
+    ("{dist: empirical, points: [[100B, 0.5], [1KiB, 1.0]]}", 100, 1024),
+    ("{dist: empirical, file: stats-sizes.txt}", 64, 1024),
+], ids=lambda v: str(v)[:24])
+def test_every_size_distribution_draws_within_its_range(spec: str, low: int, high: int,
+                                                        tmp_path) -> None:
+    (tmp_path / "stats-sizes.txt").write_text((DATA / "stats-sizes.txt").read_text())
+    path = tmp_path / "sizes.yaml"
+    path.write_text(f"name: s\nload: {{rate: 1}}\nkeyspaces:\n  - name: a\n    keys: 2000\n"
+                    f"    value_size: {spec}\n    mix: {{set: 1}}\n")
+    sizes = Workload(load_scenario(path)).plans[0].sizes(np.arange(2000))
+    assert low <= sizes.min() and sizes.max() <= high
+    assert (len(set(sizes.tolist())) == 1) == (low == high)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -383,6 +384,18 @@ def test_dead_pool_node_is_an_error_never_a_miss(memcached_pool, key_prefix):
     assert list(stats[dead]) == ["error"] and "cmd_get" in stats[memcached_pool.nodes[0]]
 
 
+def _wait_stopped(pid: int, attempts: int = 400) -> None:
+    """Until every thread of `pid` is stopped: SIGSTOP is delivered asynchronously, and a
+    thread still running on another core could answer one more request."""
+    for _ in range(attempts):
+        states = [Path(task, "stat").read_text().rpartition(")")[2].split()[0]
+                  for task in Path(f"/proc/{pid}/task").iterdir()]
+        if all(state == "T" for state in states):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("fixture", ["memcached_server", "redis_server"])
 def test_stalled_server_times_out_then_is_used_again(request, fixture):
@@ -392,6 +405,7 @@ def test_stalled_server_times_out_then_is_used_again(request, fixture):
         target.set("k", b"v", 0)
         server.pause()
         try:
+            _wait_stopped(server.pid)
             assert error_kind(_raises(lambda: target.get("k"))) == "timeout"
             assert error_kind(_raises(lambda: target.get("k"))) == "timeout"
         finally:

@@ -361,3 +361,37 @@ def test_ratelimit_starts_a_window(server: str, second: list[str], request) -> N
     first, again = run_ops(url, scn, [op, op])
     assert names(first) == second
     assert names(again) == ["incr"] and again[0].hits == 1
+
+
+@pytest.mark.parametrize("popularity", ["sequential", "{dist: latest, alpha: 1.2}",
+                                        "{dist: hotspot, hot_fraction: 10%, hot_share: 90%}",
+                                        "{dist: scrambled_zipf, alpha: 0.9}"])
+def test_every_popularity_gives_the_same_global_stream(popularity: str) -> None:
+    scn = scenario(f"""
+        name: pop
+        load: {{rate: 10}}
+        keyspaces:
+          - name: a
+            keys: 5000
+            popularity: {popularity}
+            mix: {{get: 90%, set: 10%}}
+          - name: b
+            keys: 10
+            mix: {{get: 1}}
+        """)
+    single = first_ops(scn, 4 * BLOCK_OPS)
+    three = [Workload(scn).stream(i, 3) for i in range(3)]
+    rebuilt = [op for b in range(4) for op in itertools.islice(three[b % 3], BLOCK_OPS)]
+    assert rebuilt == single
+
+
+def test_sequential_popularity_scans_the_keys_in_order() -> None:
+    scn = scenario("""
+        name: scan
+        load: {rate: 10}
+        keyspaces:
+          - {name: a, keys: 100000, template: "{wiki}:scan:{id}", popularity: sequential,
+             mix: {get: 1}}
+        """)
+    ids = [int(op.keys[0].rsplit(":", 1)[1]) for op in first_ops(scn, 3 * BLOCK_OPS)]
+    assert ids == list(range(3 * BLOCK_OPS))
