@@ -329,10 +329,19 @@ class ScrambledZipf(Popularity):
         self._zipf = Zipf(self.n, alpha)
         self.alpha = self._zipf.alpha
         self._permutation = _FeistelPermutation(self.n)
+        self._table: np.ndarray | None = None
 
     def key_of_rank(self, ranks: np.ndarray) -> np.ndarray:
-        """Key index of each popularity rank (0 = hottest); a bijection of 0..n-1."""
-        return self._permutation(ranks)
+        """Key index of each popularity rank (0 = hottest); a bijection of 0..n-1.
+
+        Up to TABLE_MAX_N keys the permutation is tabulated on first use: the Feistel
+        rounds with cycle walking cost more per draw than the Zipf sample itself.
+        """
+        if self.n > TABLE_MAX_N:
+            return self._permutation(ranks)
+        if self._table is None:
+            self._table = self._permutation(np.arange(self.n, dtype=np.int64))
+        return self._table[ranks]
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.key_of_rank(self._zipf.sample(rng, n))

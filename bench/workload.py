@@ -36,7 +36,11 @@ from bench.scenario import TRACE_OPS, KeySpace, MixEntry, Scenario, read_trace
 from bench.targets import Target, error_kind
 
 #: Ops per block of the global stream (the unit of determinism and of vectorised draws).
-BLOCK_OPS = 1024
+BLOCK_OPS = 256
+#: Key spaces up to this many keys keep a table of their value sizes (int32: 16 MiB).
+SIZE_TABLE_MAX_KEYS = 1 << 22
+#: ... and remember the key strings they built (the hot ones, in practice).
+KEY_CACHE_MAX_KEYS = 1 << 20
 #: Payload buffer per compressibility; values are slices of it, never generated per op.
 PAYLOAD_BYTES = 4 * 1024 * 1024
 _PAYLOAD_CHUNK = 4096
@@ -67,7 +71,7 @@ class Sample(NamedTuple):
     nbytes: int
 
 
-class Op:
+class Op(NamedTuple):
     """One operation of the stream.
 
     `kind` is the mix entry's name (a trace's operation), `action` what it runs (get,
@@ -78,27 +82,21 @@ class Op:
     (regeneration after a miss, lock hold time); `field` the hash field of hget/hset;
     `at` the intended start as seconds after the run's start (trace replay), else None:
     the driver's own schedule decides; `sizes` (get_multi) the value size of each key.
+
+    A NamedTuple because a worker creates one per op: a tuple is the cheapest object
+    Python builds, and `_make` skips the argument parsing of a constructor.
     """
 
-    __slots__ = ("kind", "action", "space", "keys", "value_size", "ttl", "work", "field", "at",
-                 "sizes")
-
-    def __init__(self, kind: str, action: str, space: int, keys: tuple[str, ...],
-                 value_size: int, ttl: float, work: float = 0.0, field: str | None = None,
-                 at: float | None = None, sizes: tuple[int, ...] | None = None) -> None:
-        self.kind, self.action, self.space, self.keys = kind, action, space, keys
-        self.value_size, self.ttl, self.work, self.field, self.at = \
-            value_size, ttl, work, field, at
-        self.sizes = sizes
-
-    def __repr__(self) -> str:
-        return (f"Op({self.kind!r}, {self.action!r}, keys={self.keys!r}, "
-                f"value_size={self.value_size}, ttl={self.ttl:g}, work={self.work:g}, "
-                f"at={self.at})")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Op) and all(
-            getattr(self, s) == getattr(other, s) for s in self.__slots__)
+    kind: str
+    action: str
+    space: int
+    keys: tuple[str, ...]
+    value_size: int
+    ttl: float
+    work: float = 0.0
+    field: str | None = None
+    at: float | None = None
+    sizes: tuple[int, ...] | None = None
 
 
 # ------------------------------------------------------------------------------ op streams
@@ -127,8 +125,10 @@ class SpacePlan:
     """One key space, ready to draw ops: samplers, per-key attributes, mix table.
 
     A key's stored value size and padded length are fixed functions of its index
-    (`hashed_uniform` fed to the size distribution's quantile), so nothing per key is
-    stored and every process agrees on them.
+    (`hashed_uniform` fed to the size distribution's quantile), so every process agrees
+    on them. Value sizes of key spaces up to SIZE_TABLE_MAX_KEYS keys are computed once
+    into a table: the quantile function costs more per op than everything else in a
+    draw, and an int32 per key is cheap.
     """
 
     def __init__(self, space: KeySpace, index: int, scenario: Scenario, seed: int,
@@ -147,11 +147,19 @@ class SpacePlan:
                                      if a in WRITE_ACTIONS))
         self.lock_tags = _instance_tags(max((e.instances for _, e, a in self.entries
                                              if a == "redlock"), default=0))
+        self._key_cache: dict[tuple[str | None, int], np.ndarray] = {}  # index -> key
+        self._size_table = (self._sizes_of(np.arange(space.keys)).astype(np.int32)
+                            if (space.keys or 0) <= SIZE_TABLE_MAX_KEYS else None)
         self.batches = {name: e.batch.build() for name, e, a in self.entries
                         if a == "get_multi" and e.batch is not None}
 
     def sizes(self, indices: np.ndarray) -> np.ndarray:
         """Stored value size of each key (after MediaWiki compression), fixed per key."""
+        if self._size_table is not None:
+            return self._size_table[indices]
+        return self._sizes_of(indices)
+
+    def _sizes_of(self, indices: np.ndarray) -> np.ndarray:
         raw = self.value_size.quantile(hashed_uniform(indices, self.salts["value"]))
         return stored_size(raw, self.space)
 
@@ -159,7 +167,26 @@ class SpacePlan:
                  template: Any = None) -> list[str]:
         """Full keys for key indices: prefix + template, padded so that the whole key has
         the key space's `key_size`; with `sister`, the WANObjectCache sister key of that
-        type (prefix first: all our keys start with it)."""
+        type (prefix first: all our keys start with it).
+
+        A key is a pure function of its index, so key spaces up to KEY_CACHE_MAX_KEYS
+        keys remember the keys they built: with a skewed popularity most draws are of
+        hot keys, and rendering a template costs more than the rest of the draw.
+        """
+        if (self.space.keys or 0) > KEY_CACHE_MAX_KEYS:
+            return self._build_keys(indices, sister, template)
+        cache = self._key_cache.get((sister, id(template)))
+        if cache is None:
+            cache = self._key_cache[(sister, id(template))] = np.full(self.space.keys, None)
+        found = cache[indices]
+        missing = np.flatnonzero(np.equal(found, None))
+        if len(missing):
+            wanted = np.unique(indices[missing])
+            cache[wanted] = self._build_keys(wanted, sister, template)
+            found = cache[indices]
+        return found.tolist()
+
+    def _build_keys(self, indices: np.ndarray, sister: str | None, template: Any) -> list[str]:
         keys = (template or self.template).keys(indices)
         if self.key_size is not None and template is None:
             lengths = self.key_size.quantile(hashed_uniform(indices, self.salts["key"]))
@@ -201,16 +228,19 @@ class SpacePlan:
         sizes = self.sizes(indices).tolist()
         fields = (rng.integers(0, self.space.hash_fields, len(pos)).tolist()
                   if action in ("hget", "hset") else None)
+        ttl_list = ttls.astype(np.float64).tolist()
+        make, space = Op._make, self.index
         if action == "get_multi":
-            batches = self._batches(rng, name, indices)
-            for j, (p, (keys, batch_sizes)) in enumerate(zip(pos.tolist(), batches)):
-                ops[p] = Op(name, action, self.index, keys, sizes[j], float(ttls[j]), work[j],
-                            sizes=batch_sizes)
+            for p, (keys, batch_sizes), size, ttl, w in zip(
+                    pos.tolist(), self._batches(rng, name, indices), sizes, ttl_list, work):
+                ops[p] = make((name, action, space, keys, size, ttl, w, None, None,
+                               batch_sizes))
             return
-        for j, (p, key_tuple) in enumerate(zip(pos.tolist(), self._key_tuples(
-                entry, action, indices))):
-            ops[p] = Op(name, action, self.index, key_tuple, sizes[j], float(ttls[j]),
-                        work[j], f"f{fields[j]}" if fields else None)
+        labels = [f"f{f}" for f in fields] if fields else itertools.repeat(None)
+        for p, key_tuple, size, ttl, w, label in zip(
+                pos.tolist(), self._key_tuples(entry, action, indices), sizes, ttl_list,
+                work, labels):
+            ops[p] = make((name, action, space, key_tuple, size, ttl, w, label, None, None))
 
     def _key_tuples(self, entry: MixEntry, action: str,
                     indices: np.ndarray) -> list[tuple[str, ...]]:
