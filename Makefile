@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BENCH  := $(BIN)/bench
 SERVER_PACKAGES := memcached redis-server redis-tools nutcracker
-TEST_PACKAGES   := libhdrhistogram-java default-jre-headless chromium
+TEST_PACKAGES   := libhdrhistogram-java chromium
+PERF_PACKAGES   := libmemcached-tools
 
 SCENARIO ?= mediawiki
 DURATION ?= 30s
@@ -15,14 +16,16 @@ RATE     ?=
 TARGET   ?=
 RUN_ARGS := $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(TARGET),--target $(TARGET))
 
-.PHONY: help install servers test-deps bench test perf regress cluster-up cluster-down clean
+.PHONY: help install servers test-deps bench test perf regress baseline cluster-up cluster-down clean
 
 help:
 	@echo "make bench   install, start a local cache cluster, run SCENARIO=$(SCENARIO), report, stop"
 	@echo "             overrides: SCENARIO= DURATION= RATE= TARGET= (TARGET skips the local cluster)"
 	@echo "make test    the whole test suite against real servers started by the tests"
 	@echo "make perf    harness self-benchmarks (ratios against plain loops)"
-	@echo "make regress smoke run + compare against results/baselines/smoke"
+	@echo "make regress smoke run on a local memcached + compare against results/baselines/smoke-memcached"
+	@echo "             overrides: REGRESS_TOLERANCE=$(REGRESS_TOLERANCE) REGRESS_OUT= CLUSTER_STATE="
+	@echo "make baseline re-record results/baselines/smoke-{memcached,redis} on this machine"
 
 $(BIN)/bench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,13 +53,31 @@ test: install test-deps
 	$(BIN)/python -m pytest -q
 
 perf: install servers
+	@sh scripts/ensure-packages.sh $(PERF_PACKAGES)
 	$(BENCH) selftest
 
+# `make regress` / `make baseline`: scripts/regress.sh says what they do. Both start a
+# local cluster of their own (in CLUSTER_STATE, default a temporary directory) and stop it
+# whatever happens.
+#
+# REGRESS_TOLERANCE is 100% (flag a real doubling of any percentile) on purpose: the
+# committed baseline comes from a shared 2-core machine, and identical back-to-back smoke
+# runs there differ by up to +60% in p50/p90 with significance (those are 40-200 us,
+# where a few tens of us of scheduling delay is a large fraction), up to +110% while a
+# neighbour is busy. The default 10% (or 50%) would fail on that noise; 100% still catches
+# the regressions this check exists for (a stalling server, a blocking client path, a
+# wrong server flag), which move the tail by multiples. On a dedicated quiet runner with
+# its own baseline, use e.g. REGRESS_TOLERANCE=20%.
+REGRESS_TOLERANCE ?= 100%
+REGRESS_OUT       ?= results/regress-$(shell date -u +%Y%m%dT%H%M%SZ)
+CLUSTER_STATE     ?=
+REGRESS_ENV := BENCH=$(BENCH) PYTHON=$(BIN)/python CLUSTER_STATE=$(CLUSTER_STATE)
+
 regress: install servers
-	$(BENCH) cluster up && \
-	{ $(BENCH) run smoke --target local:memcached --out results/regress-candidate && \
-	  $(BENCH) compare results/baselines/smoke results/regress-candidate; rc=$$?; \
-	  $(BENCH) cluster down; exit $$rc; }
+	@$(REGRESS_ENV) sh scripts/regress.sh compare $(REGRESS_OUT) $(REGRESS_TOLERANCE)
+
+baseline: install servers
+	@$(REGRESS_ENV) sh scripts/regress.sh record
 
 cluster-up: install servers
 	$(BENCH) cluster up

@@ -66,6 +66,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--master-bind-port", type=int, default=5557)
     p.add_argument("--expect-workers", type=int, default=1, metavar="N",
                    help="with --master: wait for N workers before starting (default 1)")
+    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="write report.html and its plots into the run directory (default: yes)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     _handler(p, "bench.driver:run_command")
 

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, analyze, cluster, console, rundir
+from bench import __version__, analyze, cluster, console, report, rundir
 from bench.errors import InputError, TargetError
 from bench.scenario import Scenario, load_scenario
 from bench.slo import SloSpec, load_slo
@@ -222,8 +222,9 @@ def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet
     return proc.wait()
 
 
-def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int) -> int:
-    """Analyze the run directory, print the table, map the verdict to an exit code."""
+def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool) -> int:
+    """Analyze the run directory, print the table, write the report, map the verdict
+    to an exit code."""
     info = rundir.read_run_info(run_dir)
     if info.get("status") == "aborted":
         raise TargetError(f"run aborted: {info.get('reason', 'see ' + str(run_dir / 'locust.log'))}")
@@ -231,9 +232,13 @@ def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int) -> int:
         tail = _tail(run_dir / "locust.log") or _tail(run_dir / "locust.out")
         raise TargetError(f"the load generator stopped without finishing the run "
                           f"(Locust exit code {locust_rc}); see {run_dir}/locust.log\n{tail}")
-    summary = analyze.summarize(analyze.load_runs([run_dir]), slo)
+    run = analyze.load_runs([run_dir])
+    summary = analyze.summarize(run, slo)
     analyze.write_summary(run_dir, summary)
     console.print_summary(summary)
+    if with_report:
+        report.render(run, summary, run_dir / report.REPORT_FILE)
+        print(f"report:  {run_dir / report.REPORT_FILE}")
     print(f"results: {run_dir}")
     return analyze.exit_code(summary)
 
@@ -266,7 +271,7 @@ def run_command(args: Namespace) -> int:
     if args.ui:
         print(f"Locust web UI: http://127.0.0.1:{args.web_port} (Ctrl-C to end)")
     rc = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
-    return finish(run_dir, slo, rc)
+    return finish(run_dir, slo, rc, args.report)
 
 
 def worker_command(args: Namespace) -> int:

@@ -22,6 +22,7 @@ the real ones even though its own per-request rounding is too coarse for a cache
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ from bench import rundir
 from bench.recorder import Interval, Recorder, recorded_values
 from bench.scenario import Scenario
 from bench.targets import open_target, parse_target, server_stats
-from bench.workload import Executor, Workload
+from bench.workload import Executor, Op, Steps, Workload
 
 CONFIG_ENV = "CACHEBENCH_CONFIG"
 MSG_INTERVAL = "cachebench_interval"
@@ -115,24 +116,48 @@ def arrival_gaps(rate_per_user: float, arrival: str, rng: np.random.Generator) -
         yield from batch.tolist()
 
 
-def run_open_loop(ops: Iterator[Any], executor: Executor, recorder: Recorder,
+def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
                   gaps: Iterator[float], first: float, end: float) -> None:
     """Send ops on a schedule of intended start times until `end` (perf_counter s).
 
     The schedule never waits for the server: after a stall the user sends back to back
     until it has caught up, and each op's latency counts from when it was meant to
-    start, so a stall shows in the tail (no coordinated omission).
+    start, so a stall shows in the tail (no coordinated omission). An op that waits
+    client-side (regeneration after a miss, a lock's hold time) is parked until its
+    wait is over, and its follow-up calls are due then; the schedule goes on meanwhile.
+    Trace ops carry their own start (`op.at`, seconds after `first`).
     """
-    record, execute, clock, sleep = recorder.record, executor.execute, time.perf_counter, gevent.sleep
-    intended = first
+    record, clock, sleep = recorder.record, time.perf_counter, gevent.sleep
+    parked: list[tuple[float, int, Steps]] = []
+    intended, ticket = first, 0
     for op in ops:
+        if op.at is not None:
+            intended = first + op.at
+        while parked and parked[0][0] <= intended:
+            due, _, steps = heapq.heappop(parked)
+            ticket = _step(steps, due, parked, ticket, record, clock, sleep)
         if intended >= end:
-            return
-        wait = intended - clock() - TIMER_SLACK_S
-        if wait > 0:
-            sleep(wait)
-        _record_samples(record, execute(op), intended)
+            break
+        ticket = _step(executor.begin(op), intended, parked, ticket, record, clock, sleep)
         intended += next(gaps)
+    while parked and parked[0][0] < end:
+        due, _, steps = heapq.heappop(parked)
+        ticket = _step(steps, due, parked, ticket, record, clock, sleep)
+
+
+def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], ticket: int,
+          record: Any, clock: Any, sleep: Any) -> int:
+    """Run one step of an op at its due time, record its calls, park it if it waits."""
+    wait = due - clock() - TIMER_SLACK_S
+    if wait > 0:
+        sleep(wait)
+    done = len(steps.samples)
+    pause = steps.advance()
+    _record_samples(record, steps.samples[done:], due)
+    if pause is not None:
+        heapq.heappush(parked, (clock() + pause, ticket, steps))
+        ticket += 1
+    return ticket
 
 
 def run_closed_loop(ops: Iterator[Any], executor: Executor, recorder: Recorder,

@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from functools import partial
+from types import GeneratorType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -497,6 +499,37 @@ def _count_none(_: Any) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
+class Steps:
+    """An op in progress. `advance()` runs it up to its next wait and returns the
+    seconds to wait (regeneration after a miss, a lock's hold time), or None when the
+    op is over; `samples` collects one Sample per protocol call as they happen.
+
+    Why steps: in an open-loop run the user must not sit idle through a regeneration,
+    or every op scheduled behind it would start late and carry that wait in its
+    latency. The driver parks the op until its wait is over and sends other ops
+    meanwhile; `Executor.execute` simply sleeps.
+    """
+
+    __slots__ = ("samples", "_run", "_gen")
+
+    def __init__(self, run: Callable[[list[Sample]], Any]) -> None:
+        self.samples: list[Sample] = []
+        self._run: Callable[[list[Sample]], Any] | None = run
+        self._gen: Generator[float, None, None] | None = None
+
+    def advance(self) -> float | None:
+        try:
+            if self._run is not None:
+                result, self._run = self._run(self.samples), None
+                if not isinstance(result, GeneratorType):
+                    return None
+                self._gen = result
+            return next(self._gen) if self._gen is not None else None
+        except (StopIteration, _Abort):
+            self._gen = None
+            return None
+
+
 class Executor:
     """Runs ops against one Target (one per Locust user), timing every protocol call."""
 
@@ -508,7 +541,8 @@ class Executor:
         self._sleep = sleep
         self.payloads = [Payload(ks.compressibility) for ks in scenario.keyspaces]
         self._token = itertools.count(1)
-        self._actions: dict[str, Callable[[Op, list[Sample]], None]] = {
+        # Each action appends Samples; the ones that wait are generators (see Steps).
+        self._actions: dict[str, Callable[[Op, list[Sample]], Any]] = {
             "get": self._get, "get_multi": self._get_multi, "set": self._set,
             "add": self._add, "replace": self._replace, "delete": self._delete,
             "incr": self._incr, "decr": self._incr, "touch": self._touch,
@@ -518,14 +552,17 @@ class Executor:
         self._entries = {(i, name): entry for i, ks in enumerate(scenario.keyspaces)
                          for name, entry in ks.mix.items()}
 
+    def begin(self, op: Op) -> Steps:
+        """`op` ready to run step by step (see Steps); nothing is sent yet."""
+        return Steps(partial(self._actions[op.action], op))
+
     def execute(self, op: Op) -> list[Sample]:
-        """Run `op` and what it implies; one Sample per protocol call, errors included."""
-        samples: list[Sample] = []
-        try:
-            self._actions[op.action](op, samples)
-        except _Abort:
-            pass
-        return samples
+        """Run `op` and what it implies to the end, sleeping through its waits; one
+        Sample per protocol call, errors included."""
+        steps = self.begin(op)
+        while (wait := steps.advance()) is not None:
+            (self._sleep or time.sleep)(wait)
+        return steps.samples
 
     # -- plumbing
 
@@ -544,10 +581,11 @@ class Executor:
         samples.append(Sample(name, start, end, hits, misses, keys, None, nbytes))
         return result
 
-    def _wait(self, seconds: float) -> None:
-        """Regeneration or lock hold time; `time.sleep` looked up now (gevent patches it)."""
+    @staticmethod
+    def _wait(seconds: float) -> Iterator[float]:
+        """Regeneration or lock hold time: handed to whoever runs the op (see Steps)."""
         if seconds > 0:
-            (self._sleep or time.sleep)(seconds)
+            yield seconds
 
     def _value(self, op: Op, size: int | None = None) -> bytes:
         """A fresh value of `size` (default: the op's) bytes, or a small number for
@@ -593,7 +631,7 @@ class Executor:
         value = self._assemble(samples, self._call(samples, "get", 1, _count_get,
                                                    self.target.get, key))
         if value is None and self._entry(op).on_miss == "set":
-            self._wait(op.work)
+            yield from self._wait(op.work)
             self._store(samples, op, key)
 
     def _get_multi(self, op: Op, samples: list[Sample]) -> None:
@@ -603,7 +641,7 @@ class Executor:
         missing = [(k, size) for k, size in zip(keys, op.sizes)
                    if self._assemble(samples, found.get(k)) is None]
         if missing and self._entry(op).on_miss == "set":
-            self._wait(op.work)
+            yield from self._wait(op.work)
             for key, size in missing:
                 self._store(samples, op, key, size=size)
 
@@ -675,7 +713,7 @@ class Executor:
             if self._call(samples, "get", 1, _count_get, self.target.get,
                           _sister(value_key, "i")) is not None:
                 return
-        self._wait(op.work)
+        yield from self._wait(op.work)
         if tombstoned:
             self._call(samples, "set", 1, lambda _: (0, 0, op.value_size), self.target.set,
                        _sister(value_key, "i"), self._value(op), float(mwkeys.INTERIM_KEY_TTL))
@@ -703,7 +741,7 @@ class Executor:
                  if self._call(samples, "add", 1, _count_none, self.target.add, key, token,
                                op.ttl)]
         if len(taken) > len(op.keys) // 2:
-            self._wait(op.work)
+            yield from self._wait(op.work)
         for key in taken:
             self._call(samples, "delete", 1, _count_found, self.target.delete, key)
 
