@@ -101,6 +101,21 @@ def resolve_target_url(args: Namespace, scenario: Scenario) -> str:
     return cluster.resolve_local(url) if url.startswith("local:") else url
 
 
+REDIS_ONLY_OPS = frozenset({"hget", "hset"})
+
+
+def check_ops_supported(scenario: Scenario, info: TargetInfo) -> None:
+    """Refuse before the run what the protocol cannot do (hashes on memcached)."""
+    if info.kind != "memcached":
+        return
+    for space in scenario.keyspaces:
+        for name, entry in space.mix.items():
+            if (entry.op or name) in REDIS_ONLY_OPS:
+                raise InputError(f"{entry.op or name} needs a Redis target, got {info.redacted}",
+                                 file=scenario.source,
+                                 field=f"keyspaces.{space.name}.mix.{name}")
+
+
 def check_reachable(info: TargetInfo) -> dict[str, str]:
     """Server versions per node; exit 3 when no node answers at all."""
     versions = server_versions(info)
@@ -256,6 +271,7 @@ def run_command(args: Namespace) -> int:
     url = resolve_target_url(args, scenario)
     info = parse_target(url)
     slo = resolve_slo(args, scenario)
+    check_ops_supported(scenario, info)
     versions = check_reachable(info)
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
     workload = Workload(scenario, plan.seed)

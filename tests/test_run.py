@@ -147,3 +147,26 @@ def test_counts_agree_with_redis_cluster(redis_cluster: Any, tmp_path: Path) -> 
     deltas are taken over this run's window only (no other test runs concurrently)."""
     summary, stats = _counts_run(redis_cluster.url, tmp_path)
     _check_redis_counts(summary, stats, exact_mget=False)
+
+
+def test_a_failing_server_is_counted_as_errors_and_the_run_is_still_written(
+        memcached_server: Any, tmp_path: Path) -> None:
+    """Stop the server 2 s into a 5 s run: the run goes on, every op after that is a
+    connection error, the run directory is complete, and the error budget fails it."""
+    out = tmp_path / "run"
+    killer = threading.Timer(2.0, memcached_server.stop)
+    killer.start()
+    try:
+        rc = run_bench(memcached_server.url, out, str(SCENARIOS / "stall.yaml"),
+                       "--duration", "5s", "--no-prefill", "--slo",
+                       str(Path(__file__).parents[1] / "slos" / "default.yaml"))
+    finally:
+        killer.cancel()
+    assert rc == 1
+    info = load_json(out / "run.json")
+    assert info["status"] == "completed"
+    get = load_json(out / "summary.json")["ops"]["get"]
+    assert get["errors_by_kind"].get("connection", 0) > 1000
+    assert get["count"] - get["errors"] > 1000  # the first 2 s went through
+    stats = load_json(out / "server-stats.json")
+    assert all("error" in node for node in stats["after"]["nodes"].values())
