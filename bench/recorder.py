@@ -269,6 +269,7 @@ class Recorder:
         self._append = self._samples.append
         self._pending: list[_Sample] = []
         self._measure_from = -math.inf
+        self._open_bin: int | None = None  # the interval open at the last flush
 
     def record(self, name: str, intended: float, start: float, end: float, hits: int,
                misses: int, keys: int, error: str | None, nbytes: int) -> None:
@@ -286,11 +287,17 @@ class Recorder:
     def flush(self, now_perf: float, final: bool = False) -> list[Interval]:
         """Closed intervals, oldest first: those that ended by `now_perf` (all if `final`).
 
-        Samples of intervals still open stay buffered. A sample recorded after its
+        Samples of intervals still open stay buffered, untouched until an interval has
+        ended (a flush inside the same interval costs nothing, so the caller may poll
+        often without stalling its event loop). A sample recorded after its
         interval was already flushed (it completed just before the boundary but was
         recorded after the flush) comes out in a later flush as a second `Interval`
         with the same start: consumers add intervals with equal starts.
         """
+        now_bin = math.floor(self.epoch(now_perf) / self.interval_s)
+        if not final and now_bin == self._open_bin:
+            return []  # no interval ended since the last flush: nothing to do yet
+        self._open_bin = now_bin
         taken = len(self._samples)
         batch = self._pending + self._samples[:taken]
         del self._samples[:taken]

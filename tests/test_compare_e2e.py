@@ -8,13 +8,13 @@ Three runs of tests/scenarios/compare.yaml, each against its own memcached:
   slowed    the server is frozen (SIGSTOP) for PAUSE_S every PERIOD_S
 
 The three run AT THE SAME TIME, on purpose. On a shared 2-core machine, two identical
-runs made one after the other differ significantly in their sub-100 us p50/p90 (by 25%
-to 75%, measured) whenever a neighbour's load changes between them; that is a change of
-the machine, which compare rightly calls real, not chance. Running the runs together
-gives them the same machine, so what is left between `baseline` and `same` is the
-run-to-run chance that compare must not flag, and between `baseline` and `slowed` the
-stall alone. (Sequential runs against a committed baseline are tests/test_regress.py's
-business, with a tolerance sized for that machine noise.)
+runs made one after the other often differ significantly in their sub-100 us p50/p90
+(in 3 of 20 ordered pairs of five such runs, by up to +76%) when a neighbour's load
+changes between them: a change of the machine, which compare rightly calls real.
+Running the three together gives them the same machine, so what is left between
+`baseline` and `same` is the run-to-run chance that compare must not flag, and between
+`baseline` and `slowed` the stall alone. (Sequential runs against a committed baseline
+are tests/test_regress.py's business, with a tolerance sized for that machine noise.)
 
 Both comparisons use one tolerance, TOLERANCE = 20%, the regression size the issue asks
 to catch: compare must tell the two cases apart at one setting.
