@@ -45,6 +45,7 @@ PROBE_TIMEOUT_S = 0.5
 PORT_ATTEMPTS = 8
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
+STATE_ENV = "CACHEBENCH_CLUSTER_STATE"
 DEFAULT_STATE_DIR = ".cluster"
 LOCAL_TARGETS = ("memcached", "redis", "redis-cluster", "nutcracker")
 
@@ -619,8 +620,15 @@ def cluster_down(state_dir: Path) -> dict[str, str]:
     return outcome
 
 
-def resolve_local(name: str, state_dir: str | Path = DEFAULT_STATE_DIR) -> str:
+def state_dir_default() -> str:
+    """$CACHEBENCH_CLUSTER_STATE, else `.cluster`: scripts that run their own cluster
+    elsewhere can still name its servers `local:...`."""
+    return os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR
+
+
+def resolve_local(name: str, state_dir: str | Path | None = None) -> str:
     """The URL of `local:memcached|redis|redis-cluster|nutcracker` from the state file."""
+    state_dir = state_dir or state_dir_default()
     key = name.removeprefix("local:")
     if key not in LOCAL_TARGETS:
         known = ", ".join(f"local:{t}" for t in LOCAL_TARGETS)

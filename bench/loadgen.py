@@ -26,6 +26,7 @@ import gc
 import heapq
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -58,6 +59,9 @@ INTERVAL_GRACE_S = 3.0
 TIMER_SLACK_S = 0.001
 ARRIVAL_BATCH = 4096
 GC_YOUNG_THRESHOLD = 50_000
+#: Time from the start event to the first op: users spawn, workers get the start time.
+LOCAL_MARGIN_S = 0.3
+MASTER_MARGIN_S = 1.0
 
 log = logging.getLogger("cachebench")
 
@@ -94,6 +98,9 @@ def _add_arguments(parser: Any) -> None:
                         include_in_web_ui=False)
     parser.add_argument("--cachebench-workers", type=int, default=1,
                         help="set by the master: number of worker processes",
+                        include_in_web_ui=False)
+    parser.add_argument("--cachebench-start", type=float, default=0.0,
+                        help="set by the master: epoch second at which measuring starts",
                         include_in_web_ui=False)
 
 
@@ -193,15 +200,17 @@ class ProcessLoad:
 
     current: ProcessLoad | None = None
 
-    def __init__(self, environment: Any, cfg: RunConfig) -> None:
+    def __init__(self, environment: Any, cfg: RunConfig, measure_from: float) -> None:
+        """`measure_from`: epoch second at which the measured window starts; load
+        starts `cfg.warmup_s` before it."""
         self.environment = environment
         self.cfg = cfg
         self.scenario = Scenario.from_json(cfg.scenario)
         self.workload = Workload(self.scenario, cfg.seed)
         self.target_info = parse_target(cfg.target_url)
         self.recorder = Recorder(interval_s=cfg.interval_s)
-        now = time.perf_counter()
-        self.measure_start = now + cfg.warmup_s
+        self.measure_start = measure_from + time.perf_counter() - time.time()
+        self.load_start = self.measure_start - cfg.warmup_s
         self.end = self.measure_start + cfg.duration_s
         self.recorder.discard_before(self.measure_start)
         runner = environment.runner
@@ -324,9 +333,11 @@ class CacheUser(User):
             rate_per_user = float(cfg.rate) / load.total_users
             rng = np.random.default_rng([cfg.seed, 7919, self.index])
             gaps = arrival_gaps(rate_per_user, cfg.arrival, rng)
-            first = time.perf_counter() + rng.uniform(0, 1.0 / rate_per_user)
+            # + TIMER_SLACK_S: an op may start that much early, never before the load does
+            first = load.load_start + TIMER_SLACK_S + rng.uniform(0, 1.0 / rate_per_user)
             run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end)
         else:
+            gevent.sleep(max(0.0, load.load_start - time.perf_counter()))
             run_closed_loop(self.ops, self.executor, load.recorder, cfg.think_s, load.end)
         raise StopUser()
 
@@ -345,19 +356,19 @@ class RunSink:
 
     current: RunSink | None = None
 
-    def __init__(self, environment: Any, cfg: RunConfig, sources: int) -> None:
+    def __init__(self, environment: Any, cfg: RunConfig, sources: int,
+                 measure_from: float) -> None:
         self.environment = environment
         self.cfg = cfg
         self.sources = sources
         self.target_info = parse_target(cfg.target_url)
         self.stats_before: dict[str, Any] = {}
-        if cfg.warmup_s > 0:
-            gevent.spawn_later(cfg.warmup_s, self._snapshot_before)
-        else:
+        if cfg.warmup_s > 0:  # as close to the window's start as load allows
+            gevent.spawn_later(max(0.0, measure_from - time.time()), self._snapshot_before)
+        else:  # before the first op: the deltas then cover exactly the measured ops
             self._snapshot_before()
-        now = time.time()
-        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, now)
-        self.measured_from = now + cfg.warmup_s
+        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time())
+        self.measured_from = measure_from
         self.pending: dict[float, tuple[Interval, set[str]]] = {}
         self.done: set[str] = set()
         self.finished = False
@@ -421,6 +432,19 @@ class RunSink:
             gevent.spawn_later(0.1, self.environment.runner.quit)
 
 
+def measure_start(cfg: RunConfig, margin_s: float) -> float:
+    """Epoch second at which measuring starts: on an interval boundary, at least the
+    warm-up plus `margin_s` from now (the time users need to be spawned everywhere).
+
+    Intervals are wall-clock seconds; a window that starts and ends on their boundaries
+    has no partial first or last interval, whose few samples would count as much as a
+    full interval in per-interval statistics (bench compare's rank test). The master
+    decides it for all workers (hosts are assumed NTP-synchronised).
+    """
+    earliest = time.time() + margin_s + cfg.warmup_s
+    return float(math.ceil(earliest / cfg.interval_s) * cfg.interval_s)
+
+
 def _stats_snapshot(info: Any) -> dict[str, Any]:
     return {"taken_at": _iso_now(), "nodes": server_stats(info)}
 
@@ -459,14 +483,18 @@ def _on_test_start(environment: Any, **_: Any) -> None:
 
 
 def _start_process(environment: Any, cfg: RunConfig) -> None:
-    runner = environment.runner
+    runner, options = environment.runner, environment.parsed_options
     if isinstance(runner, MasterRunner):
-        environment.parsed_options.cachebench_workers = runner.worker_count
-        RunSink.current = RunSink(environment, cfg, sources=runner.worker_count)
-        return
-    if not isinstance(runner, WorkerRunner):
-        RunSink.current = RunSink(environment, cfg, sources=1)
-    ProcessLoad.current = ProcessLoad(environment, cfg)
+        # Forwarded to the workers with the spawn message that follows this event.
+        options.cachebench_workers = runner.worker_count
+        options.cachebench_start = measure_start(cfg, MASTER_MARGIN_S)
+        RunSink.current = RunSink(environment, cfg, runner.worker_count, options.cachebench_start)
+    elif isinstance(runner, WorkerRunner):
+        ProcessLoad.current = ProcessLoad(environment, cfg, options.cachebench_start)
+    else:
+        start = measure_start(cfg, LOCAL_MARGIN_S)
+        RunSink.current = RunSink(environment, cfg, 1, start)
+        ProcessLoad.current = ProcessLoad(environment, cfg, start)
 
 
 @events.test_stop.add_listener

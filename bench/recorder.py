@@ -253,6 +253,12 @@ class Recorder:
     Not shared across processes: each Locust worker has one, and the master merges the
     intervals. Thread-safe enough for gevent and for a flushing thread: `flush` only
     removes the samples it has taken.
+
+    Why flush works in two steps: every call turns the samples buffered since the last
+    call into numpy columns (cost proportional to those samples), and only a call after
+    an interval has ended bins the columns into histograms. A caller that polls a few
+    times per interval thus spreads the conversion over the interval instead of
+    stalling its event loop once per interval for all of it.
     """
 
     def __init__(self, interval_s: float = 1.0,
@@ -267,7 +273,8 @@ class Recorder:
         self._epoch_offset = wall - perf
         self._samples: list[_Sample] = []
         self._append = self._samples.append
-        self._pending: list[_Sample] = []
+        self._chunks: list[_Columns] = []
+        self._codes = _NameCodes()
         self._measure_from = -math.inf
         self._open_bin: int | None = None  # the interval open at the last flush
 
@@ -287,65 +294,110 @@ class Recorder:
     def flush(self, now_perf: float, final: bool = False) -> list[Interval]:
         """Closed intervals, oldest first: those that ended by `now_perf` (all if `final`).
 
-        Samples of intervals still open stay buffered, untouched until an interval has
-        ended (a flush inside the same interval costs nothing, so the caller may poll
-        often without stalling its event loop). A sample recorded after its
-        interval was already flushed (it completed just before the boundary but was
-        recorded after the flush) comes out in a later flush as a second `Interval`
-        with the same start: consumers add intervals with equal starts.
+        Samples of intervals still open stay buffered (as columns). A sample recorded
+        after its interval was already flushed (it completed just before the boundary
+        but was recorded after the flush) comes out in a later flush as a second
+        `Interval` with the same start: consumers add intervals with equal starts.
         """
+        self._convert_new_samples()
         now_bin = math.floor(self.epoch(now_perf) / self.interval_s)
         if not final and now_bin == self._open_bin:
-            return []  # no interval ended since the last flush: nothing to do yet
+            return []  # no interval ended since the last flush
         self._open_bin = now_bin
-        taken = len(self._samples)
-        batch = self._pending + self._samples[:taken]
-        del self._samples[:taken]
-        self._pending = []
-        if not batch:
+        if not self._chunks:
             return []
-        columns = _Columns(batch, self._epoch_offset, self.interval_s)
+        columns = _Columns.concat(self._chunks)
         measured = columns.intended >= self._measure_from
-        still_open = np.zeros(len(batch), dtype=bool) if final else \
+        still_open = np.zeros(len(columns), dtype=bool) if final else \
             (columns.bin + 1) * self.interval_s > self.epoch(now_perf)
-        self._pending = [batch[i] for i in np.flatnonzero(measured & still_open)]
-        return columns.intervals(np.flatnonzero(measured & ~still_open))
+        keep = np.flatnonzero(measured & still_open)
+        self._chunks = [columns.take(keep)] if len(keep) else []
+        return columns.intervals(np.flatnonzero(measured & ~still_open), self._codes.names,
+                                 self.interval_s)
+
+    def _convert_new_samples(self) -> None:
+        taken = len(self._samples)
+        if taken:
+            batch = self._samples[:taken]
+            del self._samples[:taken]
+            self._chunks.append(_Columns.from_samples(batch, self._epoch_offset,
+                                                      self.interval_s, self._codes))
 
 
+class _NameCodes:
+    """A stable integer per op name, so columns from different batches can be joined."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def recode(self, local: dict[str, int]) -> np.ndarray:
+        """A table from a batch's codes (name -> index of its first sample in the batch)
+        to the stable codes; entries for other indexes are never read."""
+        table = np.zeros(max(local.values()) + 1, dtype=np.int64)
+        for name, code in local.items():
+            if name not in self.codes:
+                self.codes[name] = len(self.names)
+                self.names.append(name)
+            table[code] = self.codes[name]
+        return table
+
+
+@dataclass
 class _Columns:
-    """A batch of buffered samples as numpy columns, binned by completion interval.
+    """Buffered samples as numpy columns, binned by completion interval."""
 
-    Columns are pulled with `fromiter(map(itemgetter))`: several times faster than
-    `zip(*batch)` or an object array for batches of 10^5 tuples.
-    """
+    intended: np.ndarray
+    latency_s: np.ndarray
+    service_s: np.ndarray
+    bin: np.ndarray
+    code: np.ndarray  # stable op-name code (see _NameCodes)
+    errors: np.ndarray  # object: error kind or None
+    numbers: dict[str, np.ndarray]  # hits, misses, keys, bytes
 
-    def __init__(self, batch: list[_Sample], epoch_offset: float, interval_s: float) -> None:
+    def __len__(self) -> int:
+        return len(self.intended)
+
+    @classmethod
+    def from_samples(cls, batch: list[_Sample], epoch_offset: float, interval_s: float,
+                     codes: _NameCodes) -> _Columns:
+        """Columns are pulled with `fromiter(map(itemgetter))`: several times faster than
+        `zip(*batch)` or an object array for batches of 10^5 tuples."""
         size = len(batch)
-        self.batch = batch
-        self.interval_s = interval_s
         column = {name: np.fromiter(map(itemgetter(i), batch), dtype, size)
                   for i, (name, dtype) in enumerate(_FIELDS) if dtype is not None}
-        self.intended = column["intended"]
-        self.latency_s = column["end"] - column["intended"]
-        self.service_s = column["end"] - column["start"]
-        self.bin = np.floor((column["end"] + epoch_offset) / interval_s).astype(np.int64)
-        self.numbers = {name: column[name] for name in ("hits", "misses", "keys", "bytes")}
-        self.errors = column["error"]
-        # Index of the first sample with the same name: an integer code per name,
-        # found with one dict lookup per sample instead of sorting strings.
+        # First-seen code per name with one dict lookup per sample (no string sorting).
         first_seen: dict[str, int] = {}
-        self.name_code = np.fromiter(map(first_seen.setdefault, map(itemgetter(0), batch),
-                                         itertools.count()), np.int64, size)
+        local = np.fromiter(map(first_seen.setdefault, map(itemgetter(0), batch),
+                                itertools.count()), np.int64, size)
+        return cls(intended=column["intended"],
+                   latency_s=column["end"] - column["intended"],
+                   service_s=column["end"] - column["start"],
+                   bin=np.floor((column["end"] + epoch_offset) / interval_s).astype(np.int64),
+                   code=codes.recode(first_seen)[local], errors=column["error"],
+                   numbers={name: column[name] for name in ("hits", "misses", "keys", "bytes")})
 
-    def intervals(self, rows: np.ndarray) -> list[Interval]:
+    @classmethod
+    def concat(cls, parts: list[_Columns]) -> _Columns:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts])
+                      for name in _ARRAYS},
+                   numbers={name: np.concatenate([p.numbers[name] for p in parts])
+                            for name in parts[0].numbers})
+
+    def take(self, rows: np.ndarray) -> _Columns:
+        return _Columns(**{name: getattr(self, name)[rows] for name in _ARRAYS},
+                        numbers={name: col[rows] for name, col in self.numbers.items()})
+
+    def intervals(self, rows: np.ndarray, names: list[str], interval_s: float) -> list[Interval]:
         """Intervals (oldest first) built from the given rows, one OpInterval per name."""
         by_start: dict[int, Interval] = {}
         for group in self._groups(rows):
             first = group[0]
             k = int(self.bin[first])
-            interval = by_start.setdefault(
-                k, Interval(start=k * self.interval_s, length=self.interval_s))
-            interval.ops[self.batch[first][0]] = self._op_interval(group)
+            interval = by_start.setdefault(k, Interval(start=k * interval_s, length=interval_s))
+            interval.ops[names[self.code[first]]] = self._op_interval(group)
         return [by_start[k] for k in sorted(by_start)]
 
     def _groups(self, rows: np.ndarray) -> list[np.ndarray]:
@@ -353,7 +405,7 @@ class _Columns:
         if not len(rows):
             return []
         bins = self.bin[rows]
-        key = (bins - bins.min()) * len(self.batch) + self.name_code[rows]
+        key = (bins - bins.min()) * (int(self.code.max()) + 1) + self.code[rows]
         order = np.argsort(key, kind="stable")
         return np.split(rows[order], np.flatnonzero(np.diff(key[order])) + 1)
 
@@ -369,10 +421,11 @@ class _Columns:
             **{name: int(column[rows].sum()) for name, column in self.numbers.items()})
 
 
-# Buffered tuple layout and column dtypes; names (None) are coded apart, see name_code.
+# Buffered tuple layout and column dtypes; names (None) are coded apart, see _NameCodes.
 _FIELDS = (("name", None), ("intended", np.float64), ("start", np.float64),
            ("end", np.float64), ("hits", np.int64), ("misses", np.int64),
            ("keys", np.int64), ("error", object), ("bytes", np.int64))
+_ARRAYS = ("intended", "latency_s", "service_s", "bin", "code", "errors")
 
 
 def bench_record_overhead(n: int = 200_000) -> dict[str, float]:
