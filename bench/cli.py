@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from bench import __version__
-from bench.errors import BenchError, EXIT_BAD_INPUT
+from bench.errors import BenchError
 
 DEFAULT_SCENARIO = "mediawiki"
 

@@ -10,7 +10,6 @@ run directory is analyzed like any other, offline, by `bench.analyze`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -26,6 +25,7 @@ from typing import Any
 
 from bench import __version__, analyze, cluster, console, report, rundir
 from bench.errors import InputError, TargetError
+from bench.runconfig import LoadPlan, RunConfig
 from bench.scenario import Scenario, load_scenario
 from bench.slo import SloSpec, load_slo
 from bench.targets import TargetInfo, open_target, parse_target, server_versions
@@ -43,21 +43,6 @@ DEFAULT_USERS = 16
 #: has shipped its last interval.
 RUN_TIME_MARGIN_S = 30.0
 PACKAGES = ("locust", "pymemcache", "redis", "hiredis", "numpy", "hdrhistogram", "gevent")
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadPlan:
-    """The load of one run, after flags override the scenario's `load:` block."""
-
-    mode: str
-    rate: float | None
-    arrival: str
-    users: int
-    think_s: float
-    warmup_s: float
-    duration_s: float
-    prefill: bool
-    seed: int
 
 
 def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
@@ -157,10 +142,7 @@ def run_info(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetIn
         "scenario": {"name": scenario.name, "file": str(scenario.source or ""),
                      "seed": plan.seed, "resolved": scenario.to_json()},
         "target": {"url": info.redacted, "kind": info.kind, "nodes": list(info.nodes)},
-        "load": {"mode": plan.mode, "rate": plan.rate, "arrival": plan.arrival,
-                 "users": plan.users, "think_s": plan.think_s,
-                 "processes": args.processes or 1, "warmup_s": plan.warmup_s,
-                 "duration_s": plan.duration_s, "prefill": plan.prefill},
+        "load": {**dataclasses.asdict(plan), "processes": args.processes or 1},
         "slo": slo.to_data() if slo is not None else None,
         "versions": {"python": platform.python_version(), **_package_versions(),
                      "servers": versions},
@@ -181,16 +163,12 @@ def _package_versions() -> dict[str, str | None]:
     return found
 
 
-def locust_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
-                  run_dir: Path, info_json: dict[str, Any]) -> dict[str, Any]:
-    """The JSON that bench.loadgen.RunConfig reads in every Locust process."""
-    return {
-        "scenario": scenario.to_json(), "seed": plan.seed, "target_url": url,
-        "timeout_s": _flag(parse_duration, args.timeout, "--timeout"),
-        "mode": plan.mode, "rate": plan.rate, "arrival": plan.arrival, "users": plan.users,
-        "think_s": plan.think_s, "warmup_s": plan.warmup_s, "duration_s": plan.duration_s,
-        "run_dir": str(run_dir), "run_info": info_json, "ui": bool(args.ui),
-    }
+def run_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
+               run_dir: Path, info_json: dict[str, Any]) -> RunConfig:
+    """What every Locust process reads (bench.loadgen)."""
+    return RunConfig(scenario=scenario.to_json(), load=plan, target_url=url,
+                     timeout_s=_flag(parse_duration, args.timeout, "--timeout"),
+                     run_dir=str(run_dir), run_info=info_json, ui=bool(args.ui))
 
 
 def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str) -> list[str]:
@@ -213,8 +191,8 @@ def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str)
     return argv
 
 
-def launch_locust(argv: list[str], config: dict[str, Any], run_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, **{CONFIG_ENV: json.dumps(config)})
+def launch_locust(argv: list[str], config: RunConfig, run_dir: Path) -> subprocess.Popen:
+    env = dict(os.environ, **{CONFIG_ENV: config.to_json()})
     output = open(run_dir / "locust.out", "w")  # noqa: SIM115 (kept open for the child)
     return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -278,7 +256,7 @@ def run_command(args: Namespace) -> int:
     if plan.prefill:
         prefill(info, workload, args.quiet)
     info_json = run_info(args, scenario, plan, info, slo, versions)
-    config = locust_config(args, scenario, plan, url, run_dir, info_json)
+    config = run_config(args, scenario, plan, url, run_dir, info_json)
     proc = launch_locust(locust_argv(args, plan, run_dir, info.redacted), config, run_dir)
     if args.master:
         print(f"waiting for {args.expect_workers} worker(s) on "

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import gc
 import heapq
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
@@ -41,6 +39,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
 from bench import rundir
+from bench.runconfig import RunConfig
 from bench.recorder import Interval, Recorder, recorded_values
 from bench.scenario import Scenario
 from bench.targets import open_target, parse_target, server_stats
@@ -64,31 +63,6 @@ LOCAL_MARGIN_S = 0.3
 MASTER_MARGIN_S = 1.0
 
 log = logging.getLogger("cachebench")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What `bench run` hands to Locust: JSON in an env var, forwarded to workers."""
-
-    scenario: dict[str, Any]
-    seed: int
-    target_url: str
-    timeout_s: float
-    mode: str  # "open" | "closed"
-    rate: float | None
-    arrival: str
-    users: int
-    think_s: float
-    warmup_s: float
-    duration_s: float
-    interval_s: float = 1.0
-    run_dir: str | None = None
-    run_info: dict[str, Any] = field(default_factory=dict)
-    ui: bool = False
-
-    @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        return cls(**json.loads(text))
 
 
 @events.init_command_line_parser.add_listener
@@ -202,23 +176,23 @@ class ProcessLoad:
 
     def __init__(self, environment: Any, cfg: RunConfig, measure_from: float) -> None:
         """`measure_from`: epoch second at which the measured window starts; load
-        starts `cfg.warmup_s` before it."""
+        starts `cfg.load.warmup_s` before it."""
         self.environment = environment
         self.cfg = cfg
         self.scenario = Scenario.from_json(cfg.scenario)
-        self.workload = Workload(self.scenario, cfg.seed)
+        self.workload = Workload(self.scenario, cfg.load.seed)
         self.target_info = parse_target(cfg.target_url)
         self.recorder = Recorder(interval_s=cfg.interval_s)
         self.measure_start = measure_from + time.perf_counter() - time.time()
-        self.load_start = self.measure_start - cfg.warmup_s
-        self.end = self.measure_start + cfg.duration_s
+        self.load_start = self.measure_start - cfg.load.warmup_s
+        self.end = self.measure_start + cfg.load.duration_s
         self.recorder.discard_before(self.measure_start)
         runner = environment.runner
         self.is_worker = isinstance(runner, WorkerRunner)
         self.worker_index = max(runner.worker_index, 0) if self.is_worker else 0
         opts = environment.parsed_options
         self.workers = max(getattr(opts, "cachebench_workers", 1), 1) if self.is_worker else 1
-        self.total_users = max(int(getattr(opts, "num_users", 0) or cfg.users), 1)
+        self.total_users = max(int(getattr(opts, "num_users", 0) or cfg.load.users), 1)
         self._next_local_user = 0
         self._active_users = 0
         self._done = False
@@ -329,16 +303,16 @@ class CacheUser(User):
     def drive(self) -> None:
         """Run this user's share of the load until the measured window ends."""
         load, cfg = self.load, self.load.cfg
-        if cfg.mode == "open":
-            rate_per_user = float(cfg.rate) / load.total_users
-            rng = np.random.default_rng([cfg.seed, 7919, self.index])
-            gaps = arrival_gaps(rate_per_user, cfg.arrival, rng)
+        if cfg.load.mode == "open":
+            rate_per_user = float(cfg.load.rate) / load.total_users
+            rng = np.random.default_rng([cfg.load.seed, 7919, self.index])
+            gaps = arrival_gaps(rate_per_user, cfg.load.arrival, rng)
             # + TIMER_SLACK_S: an op may start that much early, never before the load does
             first = load.load_start + TIMER_SLACK_S + rng.uniform(0, 1.0 / rate_per_user)
             run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end)
         else:
             gevent.sleep(max(0.0, load.load_start - time.perf_counter()))
-            run_closed_loop(self.ops, self.executor, load.recorder, cfg.think_s, load.end)
+            run_closed_loop(self.ops, self.executor, load.recorder, cfg.load.think_s, load.end)
         raise StopUser()
 
     def on_stop(self) -> None:
@@ -363,7 +337,7 @@ class RunSink:
         self.sources = sources
         self.target_info = parse_target(cfg.target_url)
         self.stats_before: dict[str, Any] = {}
-        if cfg.warmup_s > 0:  # as close to the window's start as load allows
+        if cfg.load.warmup_s > 0:  # as close to the window's start as load allows
             gevent.spawn_later(max(0.0, measure_from - time.time()), self._snapshot_before)
         else:  # before the first op: the deltas then cover exactly the measured ops
             self._snapshot_before()
@@ -423,7 +397,7 @@ class RunSink:
         self._write_due(everything=True)
         after = _stats_snapshot(self.target_info)
         self.writer.write_server_stats(self.stats_before, after, self.target_info.kind)
-        measured_to = min(time.time(), self.measured_from + self.cfg.duration_s)
+        measured_to = min(time.time(), self.measured_from + self.cfg.load.duration_s)
         self.writer.info["measured"] = {"from": self.measured_from,
                                         "to": max(measured_to, self.measured_from)}
         self.writer.finish(status, reason=reason)
@@ -441,7 +415,7 @@ def measure_start(cfg: RunConfig, margin_s: float) -> float:
     full interval in per-interval statistics (bench compare's rank test). The master
     decides it for all workers (hosts are assumed NTP-synchronised).
     """
-    earliest = time.time() + margin_s + cfg.warmup_s
+    earliest = time.time() + margin_s + cfg.load.warmup_s
     return float(math.ceil(earliest / cfg.interval_s) * cfg.interval_s)
 
 

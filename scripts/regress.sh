@@ -112,8 +112,9 @@ record_command() {
     for kind in memcached redis; do
         url=$(url_of "$kind") || exit 2
         run_smoke "$url" "$staging/$SCENARIO-$kind" || exit $?
-        # Locust's own log and summary are not part of the run-directory contract.
-        rm -f "$staging/$SCENARIO-$kind/locust.log" "$staging/$SCENARIO-$kind/locust.out"
+        # Locust's own log and summary, the report and its plots are not part of the
+        # run-directory contract; `bench report` remakes the report from the rest.
+        rm -f "$staging/$SCENARIO-$kind"/locust.* "$staging/$SCENARIO-$kind"/report*
     done
     mkdir -p "$BASELINES"
     for kind in memcached redis; do
