@@ -31,7 +31,7 @@ from rich.text import Text
 from bench.analyze import percentiles_from_counts
 from bench.recorder import counts_array
 from bench.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_COLUMNS, TIMELINE_CSV
-from bench.slo import failures, format_percent, format_us
+from bench.slo import describe_windows, failures, format_percent, format_us
 
 SHOWN = ("p50", "p99", "p99.9", "max")
 
@@ -87,14 +87,6 @@ def _verdict_cell(passed: bool | None) -> Text:
     return Text("PASS", style="bold green") if passed else Text("FAIL", style="bold red")
 
 
-def _windows_cell(windows: dict[str, Any] | None) -> str:
-    """`58/60 of 10 s (96.7%, need 99%)` or `-` without a window rule."""
-    if not windows or not windows["windows"]:
-        return "-"
-    return (f"{windows['compliant']}/{windows['windows']} of {windows['window_s']:g} s "
-            f"({percent(windows['share'], 1)}, need {format_percent(windows['target'])})")
-
-
 def slo_table(verdict: dict[str, Any]) -> Table:
     """One row per objective, then the error budget and the hit ratio."""
     table = Table(title=f"SLO {verdict['name'] or ''}".rstrip(), title_justify="left",
@@ -105,7 +97,7 @@ def slo_table(verdict: dict[str, Any]) -> Table:
         observed = (f"{percent(objective['observed_fraction'], 3)} under "
                     f"{format_us(objective['threshold_us'])}; "
                     f"p{objective['percentile']:g} = {ms(objective['observed_percentile_us'])} ms")
-        table.add_row(objective["name"], observed, _windows_cell(objective["windows"]),
+        table.add_row(objective["name"], observed, describe_windows(objective["windows"]),
                       _verdict_cell(objective["passed"]))
     errors = verdict.get("errors")
     if errors:
@@ -114,11 +106,11 @@ def slo_table(verdict: dict[str, Any]) -> Table:
                       + ("" if errors["count_timeouts"] else " (timeouts excluded)"),
                       f"{percent(errors['observed_fraction'], 3)} ({errors['errors']:,}); "
                       f"burn rate {'-' if burn is None else f'{burn:.2f}x'}",
-                      _windows_cell(errors["windows"]), _verdict_cell(errors["passed"]))
+                      describe_windows(errors["windows"]), _verdict_cell(errors["passed"]))
     hit_ratio = verdict.get("hit_ratio")
     if hit_ratio:
         table.add_row(f"hit ratio >= {format_percent(hit_ratio['min'])}",
-                      percent(hit_ratio["observed"]), _windows_cell(hit_ratio["windows"]),
+                      percent(hit_ratio["observed"]), describe_windows(hit_ratio["windows"]),
                       _verdict_cell(hit_ratio["passed"]))
     return table
 

@@ -24,7 +24,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from bench.analyze import RunData, load_runs, percentiles_from_counts, slo_for, summarize
 from bench.console import ms, percent, rate
 from bench.errors import InputError
-from bench.slo import failures, format_percent, format_us
+from bench.slo import describe_windows, failures, format_percent, format_us
 from bench.rundir import ERROR_KINDS
 
 REPORT_FILE = "report.html"
@@ -254,32 +254,25 @@ def _slo_rows(verdict: dict[str, Any]) -> tuple[list[list[Any]], list[str]]:
     for o in verdict["objectives"]:
         rows.append([o["name"], f"{percent(o['observed_fraction'], 3)} under "
                      f"{format_us(o['threshold_us'])} (p{o['percentile']:g} = "
-                     f"{ms(o['observed_percentile_us'])} ms)", _windows(o["windows"]),
+                     f"{ms(o['observed_percentile_us'])} ms)", describe_windows(o["windows"]),
                      _word(o["passed"])])
     errors = verdict.get("errors")
     if errors:
         rows.append([f"errors <= {format_percent(errors['max_fraction'])}",
                      f"{percent(errors['observed_fraction'], 3)}, burn rate "
                      + ("-" if errors["burn_rate"] is None else f"{errors['burn_rate']:.2f}x"),
-                     _windows(errors["windows"]),
+                     describe_windows(errors["windows"]),
                      _word(errors["passed"])])
     hit_ratio = verdict.get("hit_ratio")
     if hit_ratio:
         rows.append([f"hit ratio >= {format_percent(hit_ratio['min'])}",
-                     percent(hit_ratio["observed"]), _windows(hit_ratio["windows"]),
+                     percent(hit_ratio["observed"]), describe_windows(hit_ratio["windows"]),
                      _word(hit_ratio["passed"])])
     return rows, [row[-1] for row in rows]
 
 
 def _word(passed: bool | None) -> str:
     return "no data" if passed is None else ("PASS" if passed else "FAIL")
-
-
-def _windows(windows: dict[str, Any] | None) -> str:
-    if not windows or not windows["windows"]:
-        return "-"
-    return (f"{windows['compliant']}/{windows['windows']} of {windows['window_s']:g} s "
-            f"(need {format_percent(windows['target'])})")
 
 
 def ops_html(summary: dict[str, Any]) -> str:

@@ -162,6 +162,14 @@ def format_percent(fraction: float) -> str:
     return f"{round(fraction * 100, 9):g}%"
 
 
+def describe_windows(windows: dict[str, Any] | None) -> str:
+    """`58/60 of 10 s (96.7%, need 99%)`, or `-` without a window rule (console, report)."""
+    if not windows or not windows["windows"]:
+        return "-"
+    return (f"{windows['compliant']}/{windows['windows']} of {windows['window_s']:g} s "
+            f"({format_percent(windows['share'])}, need {format_percent(windows['target'])})")
+
+
 def format_us(us: float) -> str:
     """Microseconds for people: 2000 -> `2 ms`, 500 -> `500 us`, 1_500_000 -> `1.5 s`."""
     if us >= 1_000_000:
