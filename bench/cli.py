@@ -145,6 +145,9 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--slo", metavar="FILE", help="tolerances from this SLO file")
     cmp_.add_argument("--tolerance", default="10%",
                       help="relative increase of a percentile tolerated (default 10%%)")
+    cmp_.add_argument("--min-delta", default="0us", metavar="TIME",
+                      help="smallest absolute increase that can count as a regression, "
+                           "e.g. 50us (default 0: the relative tolerance alone)")
     cmp_.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
     cmp_.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
     _handler(cmp_, "bench.compare:command")

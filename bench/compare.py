@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.analyze import Layout, RunData, TagSeries, load_runs, percentiles_from_counts
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
-from bench.units import parse_fraction
+from bench.units import parse_duration, parse_fraction
 
 STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
 ALPHA = 0.01
@@ -110,18 +110,34 @@ def bootstrap_relative_change(baseline: TagSeries, candidate: TagSeries, layout:
     return np.percentile(change, tail, axis=0), np.percentile(change, 100 - tail, axis=0)
 
 
-def _verdict(relative: float, p_value: float, ci_low: float, ci_high: float,
-             tolerance: float) -> str:
+def _verdict(relative: float, delta_us: float, p_value: float, ci_low: float, ci_high: float,
+             tolerance: Tolerance) -> str:
     """Real change = significant rank test and a CI that excludes 0; beyond tolerance or not."""
     real = p_value < ALPHA and (ci_low > 0 or ci_high < 0)
     if not real:
         return "noise"
-    if abs(relative) <= tolerance:
+    if abs(relative) <= tolerance.relative or abs(delta_us) < tolerance.min_delta_us:
         return "within tolerance"
     return "regression" if relative > 0 else "improvement"
 
 
-def compare_op(op: str, baseline: RunData, candidate: RunData, tolerance: float) -> list[Row]:
+@dataclass(frozen=True)
+class Tolerance:
+    """How much worse a percentile may get: a relative increase, and an absolute floor
+    below which no change counts (a +100% on a 40 us p50 is scheduling noise, not a
+    regression an SLO would notice)."""
+
+    relative: float
+    min_delta_us: float = 0.0
+
+    def describe(self) -> str:
+        """`10%`, or `10% and 50 us` with a floor."""
+        floor = f" and {self.min_delta_us:g} us" if self.min_delta_us else ""
+        return f"{_pct(self.relative, False)}{floor}"
+
+
+def compare_op(op: str, baseline: RunData, candidate: RunData,
+               tolerance: Tolerance) -> list[Row]:
     """The rows of one op: every statistic of STATS, with its verdict."""
     if op not in baseline.latency or op not in candidate.latency:
         where = "baseline" if op in baseline.latency else "candidate"
@@ -143,7 +159,8 @@ def compare_op(op: str, baseline: RunData, candidate: RunData, tolerance: float)
         base, cand = float(whole[0][j]), float(whole[1][j])
         relative = cand / base - 1.0
         p_value = _mann_whitney(samples[1][:, j], samples[0][:, j]) if enough else None
-        verdict = (_verdict(relative, p_value, float(low[j]), float(high[j]), tolerance)
+        verdict = (_verdict(relative, cand - base, p_value, float(low[j]), float(high[j]),
+                            tolerance)
                    if p_value is not None else "not enough data")
         rows.append(Row(op, stat, base, cand, cand - base, relative,
                         _finite(low[j]), _finite(high[j]), p_value, counts, verdict))
@@ -155,7 +172,7 @@ def _finite(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def compare(baseline: RunData, candidate: RunData, tolerance: float) -> list[Row]:
+def compare(baseline: RunData, candidate: RunData, tolerance: Tolerance) -> list[Row]:
     """Every op of either run, every statistic."""
     ops = sorted(set(baseline.latency) | set(candidate.latency))
     return [row for op in ops for row in compare_op(op, baseline, candidate, tolerance)]
@@ -194,16 +211,16 @@ def _cells(row: Row) -> dict[str, str]:
                               delta, _pct(row.relative), _ci(row), _p(row), row.verdict]))
 
 
-def headline(rows: list[Row], tolerance: float) -> str:
+def headline(rows: list[Row], tolerance: Tolerance) -> str:
     """One sentence: how many regressions, at what tolerance."""
     bad = [f"{r.op} {r.stat}" for r in rows if r.regression]
     if bad:
-        return (f"REGRESSION: {', '.join(bad)} (real increase beyond {_pct(tolerance, False)}; "
+        return (f"REGRESSION: {', '.join(bad)} (real increase beyond {tolerance.describe()}; "
                 f"p < {ALPHA:g} and {CONFIDENCE:.0%} CI above 0)")
-    return f"No regression beyond {_pct(tolerance, False)} tolerance"
+    return f"No regression beyond {tolerance.describe()} tolerance"
 
 
-def print_table(rows: list[Row], tolerance: float, console: Any = None) -> None:
+def print_table(rows: list[Row], tolerance: Tolerance, console: Any = None) -> None:
     """The comparison as a rich table, regressions in red."""
     from rich import box
     from rich.console import Console
@@ -225,7 +242,7 @@ def print_table(rows: list[Row], tolerance: float, console: Any = None) -> None:
                   style="bold red" if any(r.regression for r in rows) else "bold green")
 
 
-def to_markdown(rows: list[Row], tolerance: float, names: tuple[str, str]) -> str:
+def to_markdown(rows: list[Row], tolerance: Tolerance, names: tuple[str, str]) -> str:
     """A GitHub-flavoured Markdown report for a pull-request comment."""
     status = ":x:" if any(r.regression for r in rows) else ":white_check_mark:"
     lines = [f"### cachebench compare {status}", "",
@@ -244,7 +261,7 @@ def to_markdown(rows: list[Row], tolerance: float, names: tuple[str, str]) -> st
     return "\n".join(lines) + "\n"
 
 
-def to_junit(rows: list[Row], tolerance: float) -> str:
+def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
     """JUnit XML: one testcase per op and statistic, a failure for each regression."""
     failures = sum(r.regression for r in rows)
     suite = ElementTree.Element("testsuite", name="cachebench.compare", tests=str(len(rows)),
@@ -256,7 +273,7 @@ def to_junit(rows: list[Row], tolerance: float) -> str:
             failure = ElementTree.SubElement(
                 case, "failure", type="regression",
                 message=f"{row.op} {row.stat} {_pct(row.relative)} (tolerance "
-                        f"{_pct(tolerance, False)}, p={_p(row)}, CI {_ci(row)})")
+                        f"{tolerance.describe()}, p={_p(row)}, CI {_ci(row)})")
             failure.text = json.dumps(asdict(row), indent=2)
         else:
             ElementTree.SubElement(case, "system-out").text = (
@@ -268,16 +285,21 @@ def to_junit(rows: list[Row], tolerance: float) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, "unicode") + "\n"
 
 
-def tolerance_for(args: Any) -> float:
-    """--tolerance, unless left at its default and the --slo file sets regression.tolerance."""
+def tolerance_for(args: Any) -> Tolerance:
+    """--tolerance, unless left at its default and the --slo file sets regression.tolerance;
+    --min-delta as the absolute floor."""
     from bench.slo import load_slo
 
+    try:
+        min_delta_us = parse_duration(args.min_delta) * 1e6
+    except ValueError as err:
+        raise InputError(str(err), field="--min-delta") from None
     if args.slo and args.tolerance == DEFAULT_TOLERANCE:
         spec = load_slo(args.slo)
         if spec.regression is not None:
-            return spec.regression.tolerance
+            return Tolerance(spec.regression.tolerance, min_delta_us)
     try:
-        return parse_fraction(args.tolerance)
+        return Tolerance(parse_fraction(args.tolerance), min_delta_us)
     except ValueError as err:
         raise InputError(str(err), field="--tolerance") from None
 

@@ -38,7 +38,9 @@ from bench.scenario import TRACE_OPS, KeySpace, MixEntry, Scenario, read_trace
 from bench.targets import Target, error_kind
 
 #: Ops per block of the global stream (the unit of determinism and of vectorised draws).
-BLOCK_OPS = 256
+BLOCK_OPS = 1024
+#: While a block is consumed, the next one advances a step every this many ops.
+BUILD_EVERY = 16
 #: Key spaces up to this many keys keep a table of their value sizes (int32: 16 MiB).
 SIZE_TABLE_MAX_KEYS = 1 << 22
 #: ... and remember the key strings they built (the hot ones, in practice).
@@ -209,14 +211,15 @@ class SpacePlan:
         elif isinstance(pop, Latest):
             pop.advance(self.space.keys - 1 + int(before * self.write_share) - pop.newest)
 
-    def draw(self, rng: np.random.Generator, block: int, count: int) -> list[Op]:
-        """`count` ops of this key space, in stream order."""
+    def draw(self, rng: np.random.Generator, block: int, count: int) -> BlockBuild:
+        """`count` ops of this key space, in stream order; one step per mix entry."""
         self.position(block)
         which = rng.choice(len(self.entries), count, p=self.entry_p)
         indices = self.popularity.sample(rng, count)
         ttls = self.space.ttl.sample(rng, count)
         ops: list[Op | None] = [None] * count
         for e, (name, entry, action) in enumerate(self.entries):
+            yield
             pos = np.flatnonzero(which == e)
             if len(pos):
                 self._fill(rng, ops, pos, name, entry, action, indices[pos], ttls[pos])
@@ -292,6 +295,25 @@ def _instance_tags(count: int) -> list[str]:
     return tags
 
 
+BlockBuild = Generator[None, None, list[Op]]
+
+
+def _step(build: BlockBuild) -> list[Op] | None:
+    """One step of a block build: the block once it is done, else None."""
+    try:
+        next(build)
+    except StopIteration as done:
+        return done.value
+    return None
+
+
+def _finish(build: BlockBuild) -> list[Op]:
+    """A block build run to its end."""
+    while (ops := _step(build)) is None:
+        pass
+    return ops
+
+
 class Workload:
     """Deterministic op streams for a scenario and seed (see the module docstring)."""
 
@@ -311,29 +333,46 @@ class Workload:
 
     def block(self, b: int) -> list[Op]:
         """Ops of block `b` of the global stream (a pure function of seed and b)."""
+        return _finish(self.build(b))
+
+    def build(self, b: int) -> BlockBuild:
+        """Block `b`, built in steps: each `next()` does a slice of the work, the
+        generator's return value is the block."""
         if self.trace is not None:
             return self.trace.block(b)
         rng = np.random.default_rng([self.seed, b])
         if len(self.plans) == 1:
-            return self.plans[0].draw(rng, b, BLOCK_OPS)
+            return (yield from self.plans[0].draw(rng, b, BLOCK_OPS))
         spaces = rng.choice(len(self.plans), BLOCK_OPS, p=self.space_p)
         ops: list[Op] = [None] * BLOCK_OPS  # type: ignore[list-item]
         for s, plan in enumerate(self.plans):
             pos = np.flatnonzero(spaces == s)
-            for p, op in zip(pos.tolist(), plan.draw(rng, b, len(pos))):
+            drawn = yield from plan.draw(rng, b, len(pos))
+            for p, op in zip(pos.tolist(), drawn):
                 ops[p] = op
         return ops
 
     def stream(self, stream_index: int = 0, stream_count: int = 1) -> Iterator[Op]:
         """Stream `stream_index` of `stream_count`: blocks i, i+n, i+2n, ... (endless,
-        except a trace replayed without `loop`)."""
+        except a trace replayed without `loop`).
+
+        While the ops of one block are handed out, the next block is built a step every
+        BUILD_EVERY ops: a caller on an event loop (a Locust user) then never stalls its
+        other users for a whole block's worth of numpy and string work at once.
+        """
         if not 0 <= stream_index < stream_count:
             raise ValueError(f"stream index {stream_index} outside 0..{stream_count - 1}")
-        for b in itertools.count(stream_index, stream_count):
-            ops = self.block(b)
-            if not ops:
-                return
-            yield from ops
+        blocks = itertools.count(stream_index, stream_count)
+        ops = self.block(next(blocks))
+        while ops:
+            build, upcoming = self.build(next(blocks)), None
+            for k, op in enumerate(ops):
+                yield op
+                if upcoming is None and k % BUILD_EVERY == 0:
+                    upcoming = _step(build)
+            while upcoming is None:
+                upcoming = _step(build)
+            ops = upcoming
 
     def prefill_batches(self, shard: int = 0, shards: int = 1, *,
                         batch_size: int = 500) -> Iterator[tuple[dict[str, bytes], float]]:
@@ -626,7 +665,7 @@ class Executor:
 
     # -- simple ops
 
-    def _get(self, op: Op, samples: list[Sample]) -> None:
+    def _get(self, op: Op, samples: list[Sample]) -> Iterator[float]:
         key = op.keys[0]
         value = self._assemble(samples, self._call(samples, "get", 1, _count_get,
                                                    self.target.get, key))
@@ -634,7 +673,7 @@ class Executor:
             yield from self._wait(op.work)
             self._store(samples, op, key)
 
-    def _get_multi(self, op: Op, samples: list[Sample]) -> None:
+    def _get_multi(self, op: Op, samples: list[Sample]) -> Iterator[float]:
         keys = list(op.keys)
         found = self._call(samples, "get_multi", len(keys), self._count_multi(len(keys)),
                            self.target.get_multi, keys)
@@ -684,7 +723,7 @@ class Executor:
 
     # -- MediaWiki patterns
 
-    def _wan_get(self, op: Op, samples: list[Sample]) -> None:
+    def _wan_get(self, op: Op, samples: list[Sample]) -> Iterator[float]:
         """WANObjectCache::getWithSetCallback, the parts that reach the cache.
 
         One get_multi of the value key and its check keys; missing check keys are
@@ -732,7 +771,7 @@ class Executor:
         self._call(samples, "set", 1, lambda _: (0, 0, len(value)), self.target.set,
                    op.keys[0], value, float(mwkeys.HOLDOFF_TTL))
 
-    def _redlock(self, op: Op, samples: list[Sample]) -> None:
+    def _redlock(self, op: Op, samples: list[Sample]) -> Iterator[float]:
         """Redlock: SET NX PX on every instance; with a majority, hold, then release all
         taken; without, release what was taken at once. A failure ends the op (the lock
         keys then expire after the TTL, as they would for a crashed client)."""

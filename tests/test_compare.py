@@ -10,7 +10,7 @@ import pytest
 
 from bench.analyze import load_runs
 from bench.cli import main
-from bench.compare import Row, compare, to_junit, to_markdown
+from bench.compare import Row, Tolerance, compare, to_junit, to_markdown
 from bench.rundir import RunWriter
 from helpers_rundir import START, make_run_dir
 
@@ -42,7 +42,7 @@ def _row(rows: list[Row], op: str, stat: str) -> Row:
 
 
 def test_same_distribution_is_not_a_regression(runs: dict[str, Path]) -> None:
-    rows = compare(load_runs([runs["baseline"]]), load_runs([runs["same"]]), 0.10)
+    rows = compare(load_runs([runs["baseline"]]), load_runs([runs["same"]]), Tolerance(0.10))
     assert not [r for r in rows if r.regression]
     assert len(rows) == 10 and {r.op for r in rows} == {"get", "set"}
     p99 = _row(rows, "get", "p99")
@@ -50,33 +50,33 @@ def test_same_distribution_is_not_a_regression(runs: dict[str, Path]) -> None:
 
 
 def test_twenty_percent_tail_regression_is_flagged(runs: dict[str, Path]) -> None:
-    rows = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), 0.10)
+    rows = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), Tolerance(0.10))
     p99 = _row(rows, "get", "p99")
     assert p99.verdict == "regression"
     assert 0.15 < p99.relative < 0.25 and p99.p_value < 0.01 and p99.ci_low > 0.10
     assert _row(rows, "get", "p50").verdict == "noise"  # the body did not move
     assert not [r for r in rows if r.regression and r.op == "set"]
     # The same change judged against a 30% tolerance is real but tolerated.
-    lenient = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), 0.30)
+    lenient = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), Tolerance(0.30))
     assert _row(lenient, "get", "p99").verdict == "within tolerance"
 
 
 def test_improvement_is_not_a_failure(runs: dict[str, Path]) -> None:
-    rows = compare(load_runs([runs["baseline"]]), load_runs([runs["faster"]]), 0.10)
+    rows = compare(load_runs([runs["baseline"]]), load_runs([runs["faster"]]), Tolerance(0.10))
     assert _row(rows, "get", "p50").verdict == "improvement"
     assert not [r for r in rows if r.regression]
 
 
 def test_verdicts_are_deterministic(runs: dict[str, Path]) -> None:
-    first = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), 0.10)
-    second = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), 0.10)
+    first = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), Tolerance(0.10))
+    second = compare(load_runs([runs["baseline"]]), load_runs([runs["tail"]]), Tolerance(0.10))
     assert first == second
 
 
 def test_short_runs_and_missing_ops(tmp_path: Path) -> None:
     short = make_run_dir(tmp_path, {"get": [[100]] * 3}, name="short")
     other = make_run_dir(tmp_path, {"get": [[200]] * 3, "set": [[5]]}, name="other")
-    rows = compare(load_runs([short]), load_runs([other]), 0.10)
+    rows = compare(load_runs([short]), load_runs([other]), Tolerance(0.10))
     assert _row(rows, "get", "p99").verdict == "not enough data"
     assert _row(rows, "get", "p99").relative == 1.0  # 200 us vs 100 us, both exact
     assert _row(rows, "set", "max").verdict == "only in candidate"
@@ -110,8 +110,8 @@ def test_tolerance_from_slo_file_and_bad_flag(runs: dict[str, Path], tmp_path: P
 
 def test_markdown_and_junit_without_regression() -> None:
     row = Row("get", "p99", 1000.0, 1010.0, 10.0, 0.01, -0.02, 0.03, 0.4, (10, 10), "noise")
-    assert "No regression beyond 10.0% tolerance" in to_markdown([row], 0.1, ("a", "b"))
-    root = ElementTree.fromstring(to_junit([row], 0.1).split("\n", 1)[1])
+    assert "No regression beyond 10.0% tolerance" in to_markdown([row], Tolerance(0.1), ("a", "b"))
+    root = ElementTree.fromstring(to_junit([row], Tolerance(0.1)).split("\n", 1)[1])
     assert root.get("failures") == "0"
     assert root.find("testsuite/testcase/system-out").text == "noise: 1.000 -> 1.010 ms (+1.0%)"
 
@@ -124,3 +124,15 @@ def test_empty_candidate_is_bad_input(runs: dict[str, Path], tmp_path: Path,
     assert main(["compare", str(runs["baseline"]), str(empty)]) == 2
     assert capsys.readouterr().err == (f"bench: {empty}: no operations recorded; "
                                        "expected a run with latency data\n")
+
+
+def test_min_delta_floor_keeps_small_absolute_changes_within_tolerance(
+        runs: dict[str, Path]) -> None:
+    """The tail regression is real and beyond 10%; a floor above its absolute size keeps it
+    in tolerance, a floor below it does not."""
+    base, tail = load_runs([runs["baseline"]]), load_runs([runs["tail"]])
+    flagged = [r for r in compare(base, tail, Tolerance(0.10)) if r.regression]
+    assert flagged
+    smallest = min(r.delta_us for r in flagged)
+    assert not any(r.regression for r in compare(base, tail, Tolerance(0.10, smallest + 1)))
+    assert any(r.regression for r in compare(base, tail, Tolerance(0.10, smallest)))
