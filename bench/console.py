@@ -276,7 +276,8 @@ class RunProgress:
         """The display: a bar and one line of numbers (also used by tests)."""
         state = self._state
         asked = f" / {rate(self.asked_rate)} asked" if self.asked_rate else ""
-        line = Text(f"{state['phase']}: {state['elapsed_s']:.0f}/{self.total_s:.0f} s  "
+        elapsed = min(state["elapsed_s"], self.total_s)  # start-up is not part of the run
+        line = Text(f"{state['phase']}: {elapsed:.0f}/{self.total_s:.0f} s  "
                     f"{rate(state['ops_per_s'])} ops/s{asked}  "
                     f"p99 {ms(state['p99_us'])} ms  errors {state['errors']:,}")
         bar = ProgressBar(total=max(self.total_s, 1e-9),
