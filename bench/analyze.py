@@ -29,12 +29,12 @@ from bench.hlog import read_hlog
 from bench.recorder import Layout, default_layout, layout_for, sparse_counts
 from bench.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
                           TimelineRow, read_run)
-from bench.slo import SloSpec, evaluate, load_slo, parse_slo
+from bench.slo import LOOKUP_OPS, SloSpec, evaluate, load_slo, parse_slo
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9", "p99.99")
 # Ops that look keys up, so hits and misses mean something (others report null).
-LOOKUP_OPS = frozenset({"get", "get_multi", "gets", "hget", "hmget", "hgetall", "mget"})
+
 
 
 # --- histogram layout and percentiles ---------------------------------------------------
@@ -346,20 +346,25 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
 # --- the summary ------------------------------------------------------------------------
 
 
-def _op_summary(run: RunData, ops: list[str]) -> dict[str, Any]:
-    """OpSummary (docs/internals.md) of `ops` merged: one op, or all for the total."""
+def _op_summary(run: RunData, ops: list[str], hit_ops: list[str] | None = None) -> dict[str, Any]:
+    """OpSummary (docs/internals.md) of `ops` merged: one op, or all for the total, whose
+    hits and misses are those of `hit_ops` (the lookups: see slo.LOOKUP_OPS)."""
     count = int(run.counter("count", ops).sum())
+    errors = int(run.counter("errors", ops).sum())
     errors_by_kind = {kind: int(run.counter(f"errors_{kind}", ops).sum())
                       for kind in ERROR_KINDS}
+    if errors > sum(errors_by_kind.values()):
+        errors_by_kind["other"] = errors - sum(errors_by_kind.values())
+    hit_ops = ops if hit_ops is None else hit_ops
     has_hits = any(op in LOOKUP_OPS or run.counter("hits", [op]).any()
-                   or run.counter("misses", [op]).any() for op in ops)
-    hits = int(run.counter("hits", ops).sum()) if has_hits else None
-    misses = int(run.counter("misses", ops).sum()) if has_hits else None
+                   or run.counter("misses", [op]).any() for op in hit_ops)
+    hits = int(run.counter("hits", hit_ops).sum()) if has_hits else None
+    misses = int(run.counter("misses", hit_ops).sum()) if has_hits else None
     lookups = (hits or 0) + (misses or 0)
     duration = run.duration_s
     return {
         "count": count,
-        "errors": int(run.counter("errors", ops).sum()),
+        "errors": errors,
         "errors_by_kind": errors_by_kind,
         "hits": hits, "misses": misses,
         "hit_ratio": hits / lookups if has_hits and lookups else None,
@@ -390,7 +395,7 @@ def summarize(run: RunData, slo: SloSpec | None) -> dict[str, Any]:
     """summary.json as docs/internals.md defines it: per op, total, SLO verdict (or null)."""
     summary = _meta(run)
     summary["ops"] = {op: _op_summary(run, [op]) for op in run.ops}
-    summary["total"] = _op_summary(run, run.ops)
+    summary["total"] = _op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS])
     summary["slo"] = evaluate(slo, run) if slo is not None else None
     return summary
 

@@ -57,7 +57,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default: scenario's, else 1)")
     p.add_argument("--out", metavar="DIR", help="run directory (default: results/<UTC time>-<scenario>)")
     p.add_argument("--slo", metavar="FILE", help="SLO file (default: the scenario's slo block)")
-    p.add_argument("--timeout", metavar="TIME", default="1s", help="per-request client timeout (default: 1s)")
+    p.add_argument("--timeout", metavar="TIME", default="1s",
+                   help="per-request client timeout (default: 1s)")
     p.add_argument("--ui", action="store_true", help="serve Locust's web UI instead of running headless")
     p.add_argument("--web-port", type=int, default=8089, help="web UI port (default 8089)")
     p.add_argument("--master", action="store_true",

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import __version__, analyze, cluster, console, report, rundir
 from bench.errors import InputError, TargetError
-from bench.runconfig import LoadPlan, RunConfig
+from bench.runconfig import CONFIG_ENV, LoadPlan, RunConfig
 from bench.scenario import Scenario, load_scenario
 from bench.slo import SloSpec, load_slo
 from bench.targets import TargetInfo, open_target, parse_target, server_versions
@@ -33,7 +33,6 @@ from bench.units import parse_duration, parse_rate
 from bench.workload import Workload
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-CONFIG_ENV = "CACHEBENCH_CONFIG"  # read by bench.loadgen
 RESULTS_ROOT = Path("results")
 DEFAULT_TARGET = "local:memcached"
 DEFAULT_DURATION_S = 60.0
@@ -56,7 +55,10 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
     users = args.users if args.users is not None else (load.users or DEFAULT_USERS)
     if users < 1:
         raise InputError(f"expected at least 1 user, got {users}", field="--users")
-    return LoadPlan(
+    check_user_split(users, args)
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise InputError(f"expected a seed from 0 to 2^63-1, got {args.seed}", field="--seed")
+    plan = LoadPlan(
         mode=mode, rate=rate if mode == "open" else None,
         arrival=args.arrival or load.arrival, users=users,
         think_s=_flag(parse_duration, args.think, "--think") if args.think else load.think,
@@ -67,7 +69,31 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
         prefill=load.prefill if args.prefill is None else args.prefill,
         seed=args.seed if args.seed is not None else scenario.seed,
     )
+    if plan.duration_s <= 0:
+        raise InputError("expected a duration > 0, e.g. 60s", field="--duration")
+    return plan
 
+
+def check_user_split(users: int, args: Namespace) -> None:
+    """Every Locust process must get the same number of users.
+
+    User i of n sends blocks i, i+n, ... of the op stream; a process's users are numbered
+    from its worker index (local * processes + index), which covers 0..n-1 exactly when
+    the users split evenly, whatever order Locust hands them out in.
+    """
+    if args.master:
+        flag, processes = "--expect-workers", args.expect_workers
+    elif args.processes is not None:
+        flag, processes = "--processes", os.cpu_count() or 1 if args.processes == -1 \
+            else args.processes
+    else:
+        return
+    if processes < 1:
+        raise InputError(f"expected at least 1 (or -1 for one per core), got {processes}",
+                         field=flag)
+    if users % processes:
+        raise InputError(f"{users} users do not split evenly over {processes} processes; "
+                         f"give --users a multiple of {processes}", field="--users")
 
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
@@ -166,8 +192,12 @@ def _package_versions() -> dict[str, str | None]:
 def run_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
                run_dir: Path, info_json: dict[str, Any]) -> RunConfig:
     """What every Locust process reads (bench.loadgen)."""
+    timeout_s = _flag(parse_duration, args.timeout, "--timeout")
+    if timeout_s <= 0:
+        raise InputError(f"expected a timeout > 0, e.g. 1s, got {args.timeout!r}",
+                         field="--timeout")
     return RunConfig(scenario=scenario.to_json(), load=plan, target_url=url,
-                     timeout_s=_flag(parse_duration, args.timeout, "--timeout"),
+                     timeout_s=timeout_s,
                      run_dir=str(run_dir), run_info=info_json, ui=bool(args.ui))
 
 
@@ -193,9 +223,9 @@ def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str)
 
 def launch_locust(argv: list[str], config: RunConfig, run_dir: Path) -> subprocess.Popen:
     env = dict(os.environ, **{CONFIG_ENV: config.to_json()})
-    output = open(run_dir / "locust.out", "w")  # noqa: SIM115 (kept open for the child)
-    return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(run_dir / "locust.out", "w") as output:  # the child keeps its own copy
+        return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet: bool) -> int:
@@ -218,6 +248,9 @@ def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet
 def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool) -> int:
     """Analyze the run directory, print the table, write the report, map the verdict
     to an exit code."""
+    if not (run_dir / rundir.RUN_JSON).exists():
+        raise TargetError(f"the load generator did not start (Locust exit code {locust_rc}); "
+                          f"see {run_dir}/locust.out\n{_tail(run_dir / 'locust.out')}")
     info = rundir.read_run_info(run_dir)
     if info.get("status") == "aborted":
         raise TargetError(f"run aborted: {info.get('reason', 'see ' + str(run_dir / 'locust.log'))}")
@@ -227,6 +260,9 @@ def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool
                           f"(Locust exit code {locust_rc}); see {run_dir}/locust.log\n{tail}")
     run = analyze.load_runs([run_dir])
     summary = analyze.summarize(run, slo)
+    if not summary["total"]["count"]:
+        raise TargetError(f"no operations were recorded; see {run_dir}/locust.log\n"
+                          f"{_tail(run_dir / 'locust.log')}")
     analyze.write_summary(run_dir, summary)
     console.print_summary(summary)
     if with_report:

@@ -80,8 +80,9 @@ def _counters(out: Exposition, summary: dict[str, Any]) -> None:
         for kind, n in numbers["errors_by_kind"].items():
             out.sample("errors_total", n, op=op, kind=kind)
     for name, key in (("hits_total", "hits"), ("misses_total", "misses")):
-        out.family(name, "counter", f"Keys looked up and {'found' if key == 'hits' else 'missing'}"
-                                    " (ops that look keys up only).")
+        out.family(name, "counter", f"Keys {'found' if key == 'hits' else 'missing'}: per op "
+                                    "(delete, touch, incr: the key existed or not); the total "
+                                    "counts lookups (get, get_multi, hget) only.")
         for op, numbers in _rows(summary):
             if numbers[key] is not None:
                 out.sample(name, numbers[key], op=op)

@@ -39,13 +39,12 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
 from bench import rundir
-from bench.runconfig import RunConfig
+from bench.runconfig import CONFIG_ENV, RunConfig
 from bench.recorder import Interval, Recorder, recorded_values
 from bench.scenario import Scenario
 from bench.targets import open_target, parse_target, server_stats
 from bench.workload import Executor, Op, Steps, Workload
 
-CONFIG_ENV = "CACHEBENCH_CONFIG"
 MSG_INTERVAL = "cachebench_interval"
 MSG_DONE = "cachebench_done"
 LOCAL_SOURCE = "local"
@@ -58,6 +57,8 @@ INTERVAL_GRACE_S = 3.0
 TIMER_SLACK_S = 0.001
 ARRIVAL_BATCH = 4096
 GC_YOUNG_THRESHOLD = 50_000
+#: After the measured window, how long a process waits for users that never came.
+IDLE_GRACE_S = 2.0
 #: Time from the start event to the first op: users spawn, workers get the start time.
 LOCAL_MARGIN_S = 0.3
 MASTER_MARGIN_S = 1.0
@@ -187,6 +188,7 @@ class ProcessLoad:
         self.load_start = self.measure_start - cfg.load.warmup_s
         self.end = self.measure_start + cfg.load.duration_s
         self.recorder.discard_before(self.measure_start)
+        self.recorder.close_at(self.end)
         runner = environment.runner
         self.is_worker = isinstance(runner, WorkerRunner)
         self.worker_index = max(runner.worker_index, 0) if self.is_worker else 0
@@ -197,14 +199,29 @@ class ProcessLoad:
         self._active_users = 0
         self._done = False
         self._flusher = gevent.spawn(self._flush_loop)
+        # A process that got no users (more processes than users in the web UI) has
+        # nothing to wait for: it still has to tell the sink it is done.
+        gevent.spawn_later(max(0.0, self.end - time.perf_counter()) + IDLE_GRACE_S,
+                           self._finish_if_idle)
         _quiet_garbage_collector()
 
     def claim_user_index(self) -> int:
-        """A global user index: users interleave across workers (w, w+W, w+2W...)."""
+        """A global user index: users interleave across workers (w, w+W, w+2W...).
+
+        That covers 0..n-1 when every process has the same number of users (`bench run`
+        checks it). With an uneven split (a user count typed into the web UI) an index
+        past the end is folded back: that user repeats another's stream, so the load is
+        still all sent, only the stream is no longer the same as with one process.
+        """
         local = self._next_local_user
         self._next_local_user += 1
         self._active_users += 1
-        return local * self.workers + self.worker_index
+        index = local * self.workers + self.worker_index
+        if index >= self.total_users:
+            log.warning("cachebench: %d users do not split evenly over %d processes; user "
+                        "%d repeats the op stream of user %d", self.total_users, self.workers,
+                        index, index % self.total_users)
+        return index % self.total_users
 
     def user_finished(self) -> None:
         """The last user to stop ends this source, once the measured window is over
@@ -213,19 +230,25 @@ class ProcessLoad:
         if self._active_users <= 0:
             gevent.spawn_later(max(0.0, self.end - time.perf_counter()), self.finish)
 
+    def _finish_if_idle(self) -> None:
+        if self._active_users <= 0:
+            self.finish()
+
     def finish(self) -> None:
         """Ship every remaining interval and tell the sink this source is complete."""
         if self._done:
             return
         self._done = True
-        self._flusher.kill(block=False)
+        # Let the flusher finish what it is shipping (killing it could lose an interval).
+        self._flusher.join(timeout=4 * FLUSH_EVERY_S)
         self._ship(self.recorder.flush(time.perf_counter(), final=True))
         _deliver(self.environment, MSG_DONE)
 
     def _flush_loop(self) -> None:
-        while True:
+        while not self._done:
             gevent.sleep(FLUSH_EVERY_S)
-            self._ship(self.recorder.flush(time.perf_counter()))
+            if not self._done:
+                self._ship(self.recorder.flush(time.perf_counter()))
 
     def _ship(self, intervals: list[Interval]) -> None:
         for interval in intervals:
@@ -246,13 +269,16 @@ def _quiet_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 50)
 
 
-def _deliver(environment: Any, kind: str, interval: Interval | None = None) -> None:
-    """Send to the master (encoded), or hand straight to this process's own sink."""
+def _deliver(environment: Any, kind: str, interval: Interval | None = None,
+             aborted: str | None = None) -> None:
+    """Send to the master (encoded), or hand straight to this process's own sink.
+    MSG_DONE may carry why this source could not run (`aborted`)."""
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        runner.send_message(kind, interval.to_message() if interval is not None else {})
+        data = interval.to_message() if interval is not None else {"aborted": aborted}
+        runner.send_message(kind, data)
     elif RunSink.current is not None:
-        RunSink.current.receive(kind, interval, LOCAL_SOURCE)
+        RunSink.current.receive(kind, interval, LOCAL_SOURCE, aborted)
 
 
 def feed_locust_stats(stats: Any, interval: Interval) -> None:
@@ -351,13 +377,17 @@ class RunSink:
     def _snapshot_before(self) -> None:
         """Server counters at the start of the measured window (after warm-up), so their
         deltas cover the same commands as the harness's counts."""
-        self.stats_before = _stats_snapshot(self.target_info)
+        self.stats_before = rundir.stats_snapshot(server_stats(self.target_info), time.time())
 
-    def receive(self, kind: str, interval: Interval | None, source: str) -> None:
-        """An interval (MSG_INTERVAL) or the end of a source's measurements (MSG_DONE)."""
+    def receive(self, kind: str, interval: Interval | None, source: str,
+                aborted: str | None = None) -> None:
+        """An interval (MSG_INTERVAL) or the end of a source's measurements (MSG_DONE;
+        `aborted` says why a source could not run at all, which aborts the run)."""
         if self.finished:
             return
-        if kind == MSG_INTERVAL and interval is not None:
+        if kind == MSG_DONE and aborted:
+            self.finish("aborted", reason=f"{source}: {aborted}")
+        elif kind == MSG_INTERVAL and interval is not None:
             self._add(interval, source)
         elif kind == MSG_DONE:
             self.done.add(source)
@@ -395,7 +425,7 @@ class RunSink:
             return
         self.finished = True
         self._write_due(everything=True)
-        after = _stats_snapshot(self.target_info)
+        after = rundir.stats_snapshot(server_stats(self.target_info), time.time())
         self.writer.write_server_stats(self.stats_before, after, self.target_info.kind)
         measured_to = min(time.time(), self.measured_from + self.cfg.load.duration_s)
         self.writer.info["measured"] = {"from": self.measured_from,
@@ -419,14 +449,6 @@ def measure_start(cfg: RunConfig, margin_s: float) -> float:
     return float(math.ceil(earliest / cfg.interval_s) * cfg.interval_s)
 
 
-def _stats_snapshot(info: Any) -> dict[str, Any]:
-    return {"taken_at": _iso_now(), "nodes": server_stats(info)}
-
-
-def _iso_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 # --------------------------------------------------------------------------- Locust hooks
 
 
@@ -441,7 +463,8 @@ def _on_init(environment: Any, **_: Any) -> None:
 def _from_worker(msg: Any) -> None:
     if RunSink.current is not None:
         interval = Interval.from_message(msg.data) if msg.type == MSG_INTERVAL else None
-        RunSink.current.receive(msg.type, interval, msg.node_id)
+        aborted = msg.data.get("aborted") if msg.type == MSG_DONE else None
+        RunSink.current.receive(msg.type, interval, msg.node_id, aborted)
 
 
 @events.test_start.add_listener
@@ -451,13 +474,18 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         _start_process(environment, _config(environment))
     except Exception as exc:  # noqa: BLE001  (reported in run.json and the log, then quit)
         log.error("cachebench: cannot start the run: %s", exc, exc_info=True)
-        if RunSink.current is not None:
+        if isinstance(environment.runner, WorkerRunner):
+            _deliver(environment, MSG_DONE, aborted=str(exc))
+        elif RunSink.current is not None:
             RunSink.current.finish("aborted", reason=str(exc))
         gevent.spawn_later(0.1, environment.runner.quit)
 
 
 def _start_process(environment: Any, cfg: RunConfig) -> None:
     runner, options = environment.runner, environment.parsed_options
+    if RunSink.current is not None:  # a second Start in the web UI
+        raise RuntimeError(f"{cfg.run_dir} already holds this run's test; run `bench run` "
+                           "again for another")
     if isinstance(runner, MasterRunner):
         # Forwarded to the workers with the spawn message that follows this event.
         options.cachebench_workers = runner.worker_count

@@ -277,6 +277,7 @@ class Recorder:
         self._codes = _NameCodes()
         self._measure_from = -math.inf
         self._open_bin: int | None = None  # the interval open at the last flush
+        self._close_at = math.inf  # perf time of the measured window's end
 
     def record(self, name: str, intended: float, start: float, end: float, hits: int,
                misses: int, keys: int, error: str | None, nbytes: int) -> None:
@@ -286,6 +287,12 @@ class Recorder:
     def discard_before(self, perf_time: float) -> None:
         """Drop samples whose intended start is before `perf_time` (end of warm-up)."""
         self._measure_from = perf_time
+
+    def close_at(self, perf_time: float) -> None:
+        """Samples completing at or after `perf_time` (the end of the measured window,
+        ops still in flight) count in the last interval before it, instead of opening a
+        sliver of an interval whose few samples would weigh as much as a full one."""
+        self._close_at = perf_time
 
     def epoch(self, perf_time: float) -> float:
         """Wall-clock epoch seconds of a perf_counter time, on this recorder's origin."""
@@ -321,7 +328,8 @@ class Recorder:
             batch = self._samples[:taken]
             del self._samples[:taken]
             self._chunks.append(_Columns.from_samples(batch, self._epoch_offset,
-                                                      self.interval_s, self._codes))
+                                                      self.interval_s, self._codes,
+                                                      self._close_at))
 
 
 class _NameCodes:
@@ -360,7 +368,7 @@ class _Columns:
 
     @classmethod
     def from_samples(cls, batch: list[_Sample], epoch_offset: float, interval_s: float,
-                     codes: _NameCodes) -> _Columns:
+                     codes: _NameCodes, close_at: float = math.inf) -> _Columns:
         """Columns are pulled with `fromiter(map(itemgetter))`: several times faster than
         `zip(*batch)` or an object array for batches of 10^5 tuples."""
         size = len(batch)
@@ -373,7 +381,8 @@ class _Columns:
         return cls(intended=column["intended"],
                    latency_s=column["end"] - column["intended"],
                    service_s=column["end"] - column["start"],
-                   bin=np.floor((column["end"] + epoch_offset) / interval_s).astype(np.int64),
+                   bin=np.floor((np.minimum(column["end"], close_at - 1e-6) + epoch_offset)
+                                / interval_s).astype(np.int64),
                    code=codes.recode(first_seen)[local], errors=column["error"],
                    numbers={name: column[name] for name in ("hits", "misses", "keys", "bytes")})
 

@@ -24,7 +24,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from bench.analyze import RunData, load_runs, percentiles_from_counts, slo_for, summarize
 from bench.console import ms, percent, rate
 from bench.errors import InputError
-from bench.slo import describe_windows, failures, format_percent, format_us
+from bench.slo import LOOKUP_OPS, describe_windows, failures, format_percent, format_us
 from bench.rundir import ERROR_KINDS
 
 REPORT_FILE = "report.html"
@@ -151,7 +151,8 @@ def plot_throughput(run: RunData) -> Figure:
     top.set_ylabel("ops/s")
     _legend(top, fontsize=7, ncol=5)
     top.grid(True, alpha=0.3)
-    hits, misses = run.counter("hits"), run.counter("misses")
+    lookups_ops = [op for op in run.ops if op in LOOKUP_OPS]
+    hits, misses = run.counter("hits", lookups_ops), run.counter("misses", lookups_ops)
     lookups = hits + misses
     ratio = np.divide(hits, lookups, out=np.full(len(x), np.nan), where=lookups > 0)
     bottom.plot(x, ratio * 100, color="tab:green")

@@ -13,6 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The environment variable that carries a RunConfig from `bench run` to Locust.
+CONFIG_ENV = "CACHEBENCH_CONFIG"
+
 
 @dataclass(frozen=True)
 class LoadPlan:

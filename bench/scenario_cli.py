@@ -205,6 +205,8 @@ def _preview(args: Namespace, console: Console) -> int:
         raise InputError(f"expected --ops >= 1, got {args.ops}", field="--ops")
     scn = load_scenario(args.name)
     seed = scn.seed if args.seed is None else args.seed
+    if not 0 <= seed < 2**63:
+        raise InputError(f"expected a seed from 0 to 2^63-1, got {seed}", field="--seed")
     if args.csv:
         write_csv(scn, seed, args.ops, Path(args.csv))
     result = preview(scn, args.ops, seed)

@@ -44,6 +44,9 @@ from bench.units import parse_duration, parse_fraction
 KNOWN_OPS = ("get", "get_multi", "set", "add", "replace", "delete", "incr", "decr", "touch",
              "hget", "hset")
 ERROR_KINDS = ("timeout", "connection", "server", "client")
+#: The ops that look keys up: a hit ratio is theirs (a delete of a missing key or an
+#: incr of a new counter is not a cache miss).
+LOOKUP_OPS = ("get", "get_multi", "hget")
 _RATIO_PRECISION = 10**9
 
 
@@ -220,6 +223,8 @@ def load_slo(path: str | Path) -> SloSpec:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise InputError(f"cannot read SLO file: {err.strerror}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("expected a UTF-8 text file (YAML)", file=str(path)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise InputError(f"not valid YAML: {getattr(err, 'problem', err)}", file=str(path),
@@ -319,10 +324,12 @@ def _latency_verdict(spec: SloSpec, objective: LatencyObjective,
 
 
 def _error_verdict(spec: SloSpec, budget: ErrorBudget, source: SloSource) -> dict[str, Any]:
-    """Errors (of the counted kinds) over all ops against the budget, with burn rates."""
+    """Errors over all ops against the budget, with burn rates: every kind (an unexpected
+    one too), less timeouts when the budget does not count them."""
     kinds = [k for k in ERROR_KINDS if budget.count_timeouts or k != "timeout"]
-    errors = sum((source.counter(f"errors_{kind}") for kind in kinds),
-                 np.zeros(len(source.interval_starts)))
+    errors = source.counter("errors")
+    if not budget.count_timeouts:
+        errors = errors - source.counter("errors_timeout")
     count = source.counter("count")
     n_errors, n_count = int(errors.sum()), int(count.sum())
     whole = meets(n_errors, n_count, budget.max, at_most=True) if n_count else None
@@ -349,9 +356,10 @@ def _burn_rate(observed: float | None, allowed: float) -> float | None:
 
 def _hit_ratio_verdict(spec: SloSpec, objective: HitRatioObjective,
                        source: SloSource) -> dict[str, Any]:
-    """Hits over lookups (hits + misses) of all ops, whole run and per window."""
-    hits = source.counter("hits")
-    lookups = hits + source.counter("misses")
+    """Hits over lookups (hits + misses) of the LOOKUP_OPS, whole run and per window."""
+    ops = list(LOOKUP_OPS)
+    hits = source.counter("hits", ops)
+    lookups = hits + source.counter("misses", ops)
     n_hits, n_lookups = int(hits.sum()), int(lookups.sum())
     whole = meets(n_hits, n_lookups, objective.min) if n_lookups else None
     windows = _windows_report(spec, hits, lookups, source, objective.min, False)

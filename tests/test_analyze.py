@@ -298,3 +298,17 @@ def test_task_progress_is_silent_off_a_terminal(capsys: pytest.CaptureFixture) -
         advance(4)
         advance(6)
     assert capsys.readouterr() == ("", "")
+
+
+def test_total_hit_ratio_counts_lookups_only(tmp_path: Path) -> None:
+    """A delete of a missing key or an incr of a new counter is not a cache miss: the
+    total's hits and misses (and the SLO's hit ratio) are those of get/get_multi/hget."""
+    run_dir = make_run_dir(tmp_path, {"get": [[100] * 10], "delete": [[100] * 10]},
+                           counters={"get": [{"hits": 9, "misses": 1}],
+                                     "delete": [{"hits": 0, "misses": 10}]})
+    run = load_runs([run_dir])
+    summary = summarize(run, parse_slo({"hit_ratio": {"min": "90%"}}))
+    assert summary["ops"]["delete"]["misses"] == 10  # still reported for the op itself
+    assert (summary["total"]["hits"], summary["total"]["misses"]) == (9, 1)
+    assert summary["slo"]["hit_ratio"]["observed"] == 0.9
+    assert summary["slo"]["passed"] is True

@@ -180,3 +180,14 @@ def test_bench_record_overhead_reports_costs_per_sample() -> None:
     assert set(result) == {"samples", "append_ns", "record_ns", "flush_ns", "per_sample_ns",
                            "ratio_to_append"}
     assert result["per_sample_ns"] == result["record_ns"] + result["flush_ns"]
+
+
+def test_samples_completing_after_the_window_count_in_its_last_interval() -> None:
+    """An op in flight at the end of the measured window completes after it; it counts in
+    the window's last interval rather than opening a sliver of a new one."""
+    rec = Recorder(origin=ORIGIN)
+    rec.close_at(2.0)
+    rec.record("get", 1.90, 1.90, 1.95, 1, 0, 1, None, 0)
+    rec.record("get", 1.99, 1.99, 2.30, 1, 0, 1, None, 0)  # completes after the end
+    closed = rec.flush(3.0, final=True)
+    assert [(iv.start, iv.ops["get"].count) for iv in closed] == [(1001.0, 2)]

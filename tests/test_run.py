@@ -170,3 +170,33 @@ def test_a_failing_server_is_counted_as_errors_and_the_run_is_still_written(
     assert get["count"] - get["errors"] > 1000  # the first 2 s went through
     stats = load_json(out / "server-stats.json")
     assert all("error" in node for node in stats["after"]["nodes"].values())
+
+
+@pytest.mark.parametrize("flags, field", [
+    (["--users", "3", "--processes", "2"], "--users"),
+    (["--processes", "0"], "--processes"),
+    (["--seed", "-1"], "--seed"),
+    (["--timeout", "0s"], "--timeout"),
+    (["--duration", "0s"], "--duration"),
+])
+def test_bad_run_flags_are_one_line_and_exit_2(memcached_server: Any, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              flags: list[str], field: str) -> None:
+    rc = run_bench(memcached_server.url, tmp_path / "run", "smoke", *flags)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("bench: ") and field in err and "Traceback" not in err
+
+
+def test_several_processes_send_the_whole_load(memcached_server: Any, tmp_path: Path) -> None:
+    """Two Locust worker processes with two users each: every user has its own op stream
+    (none past the end, none lost), so the whole asked rate is sent and measured."""
+    out = tmp_path / "run"
+    rc = run_bench(memcached_server.url, out, str(SCENARIOS / "stall.yaml"),
+                   "--processes", "2", "--users", "4", "--duration", "4s")
+    assert rc in (0, 1)
+    assert load_json(out / "run.json")["status"] == "completed"
+    get = load_json(out / "summary.json")["ops"]["get"]
+    assert 0.95 * 4000 <= get["count"] <= 1.05 * 4000  # 1000 ops/s for 4 s, uniform arrivals
+    assert get["errors"] == 0
+    assert "Traceback" not in (out / "locust.log").read_text()

@@ -162,7 +162,8 @@ def test_window_index_groups_from_first_interval() -> None:
 
 
 def test_error_budget_arithmetic_and_burn_rate() -> None:
-    counters = {"count": [1000, 1000], "errors_timeout": [1, 2], "errors_connection": [0, 1]}
+    counters = {"count": [1000, 1000], "errors": [1, 3], "errors_timeout": [1, 2],
+                "errors_connection": [0, 1]}
     spec = parse_slo({"errors": {"max": "0.2%"}, "window": "1s", "windows_compliant": "50%"})
     errors = evaluate(spec, FakeSource([], [0, 0], counters))["errors"]
     assert errors["errors"] == 4 and errors["count"] == 2000
@@ -175,7 +176,7 @@ def test_error_budget_arithmetic_and_burn_rate() -> None:
 
 
 def test_error_budget_just_over_and_timeouts_excluded() -> None:
-    counters = {"count": [1000], "errors_timeout": [2], "errors_server": [1]}
+    counters = {"count": [1000], "errors": [3], "errors_timeout": [2], "errors_server": [1]}
     over = evaluate(parse_slo({"errors": {"max": "0.2%"}}), FakeSource([], [0], counters))
     assert over["errors"]["errors"] == 3 and over["passed"] is False
     assert failures(over) == ["errors <= 0.2%: 0.300% failed (burn rate 1.5x)"]
@@ -185,8 +186,18 @@ def test_error_budget_just_over_and_timeouts_excluded() -> None:
     assert excluded["errors"]["kinds"] == ["connection", "server", "client"]
 
 
+def test_errors_of_an_unexpected_kind_spend_the_budget() -> None:
+    """The timeline's `errors` counts every kind; one outside the named kinds (an
+    unexpected exception) is still a failed request."""
+    counters = {"count": [1000], "errors": [3], "errors_timeout": [1]}
+    verdict = evaluate(parse_slo({"errors": {"max": "0.2%"}}), FakeSource([], [0], counters))
+    assert verdict["errors"]["errors"] == 3 and verdict["passed"] is False
+    spec = parse_slo({"errors": {"max": "0.2%", "count_timeouts": False}})
+    assert evaluate(spec, FakeSource([], [0], counters))["errors"]["errors"] == 2
+
+
 def test_zero_budget_burn_rate() -> None:
-    counters = {"count": [10], "errors_client": [1]}
+    counters = {"count": [10], "errors": [1], "errors_client": [1]}
     verdict = evaluate(parse_slo({"errors": {"max": 0}}), FakeSource([], [0], counters))
     assert verdict["errors"]["burn_rate"] is None and verdict["passed"] is False
     assert failures(verdict) == ["errors <= 0%: 10.000% failed (zero budget)"]
@@ -202,9 +213,16 @@ def test_hit_ratio_boundary() -> None:
 
 
 def test_window_only_failure_is_explained() -> None:
-    counters = {"count": [1000, 1000], "errors_timeout": [0, 3]}
+    counters = {"count": [1000, 1000], "errors": [0, 3], "errors_timeout": [0, 3]}
     spec = parse_slo({"errors": {"max": "0.2%"}, "window": "1s", "windows_compliant": "100%"})
     verdict = evaluate(spec, FakeSource([], [0, 0], counters))
     assert verdict["errors"]["whole_run_passed"] is True and verdict["passed"] is False
     assert failures(verdict) == ["errors <= 0.2%: met over the run, 50.0% of 1 s windows "
                                  "compliant (< 100%)"]
+
+
+def test_slo_file_that_is_not_text_is_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"objectives: \xff\xfe\n")
+    with pytest.raises(InputError, match="UTF-8"):
+        load_slo(path)
