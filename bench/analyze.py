@@ -152,13 +152,6 @@ class TagSeries:
                                                      percentiles, layout)
         return out
 
-    def maxima(self, n_intervals: int, layout: Layout) -> np.ndarray:
-        """Per-interval max (highest equivalent of the last non-zero index), NaN without data."""
-        out = np.full(n_intervals, np.nan)
-        if len(self.idx):
-            out[self.interval] = layout.highest[self.idx[self.offsets[1:] - 1]]
-        return out
-
 
 def _add_sparse(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Add sparse histograms (same layout): union of indexes, counts summed, ascending."""

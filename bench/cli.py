@@ -144,8 +144,9 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("baseline", metavar="BASELINE_DIR")
     cmp_.add_argument("candidate", metavar="CANDIDATE_DIR")
     cmp_.add_argument("--slo", metavar="FILE", help="tolerances from this SLO file")
-    cmp_.add_argument("--tolerance", default="10%",
-                      help="relative increase of a percentile tolerated (default 10%%)")
+    cmp_.add_argument("--tolerance", default=None,
+                      help="relative increase of a percentile tolerated (default: the --slo "
+                           "file's regression.tolerance, else 10%%)")
     cmp_.add_argument("--min-delta", default="0us", metavar="TIME",
                       help="smallest absolute increase that can count as a regression, "
                            "e.g. 50us (default 0: the relative tolerance alone)")

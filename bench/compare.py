@@ -52,7 +52,8 @@ class Row:
     ci_high: float | None
     p_value: float | None
     intervals: tuple[int, int]
-    verdict: str  # regression | improvement | within tolerance | noise | not enough data | missing
+    verdict: str  # regression | improvement | within tolerance | noise | not enough data
+    #               | only in baseline | only in candidate
 
     @property
     def regression(self) -> bool:
@@ -286,7 +287,7 @@ def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
 
 
 def tolerance_for(args: Any) -> Tolerance:
-    """--tolerance, unless left at its default and the --slo file sets regression.tolerance;
+    """--tolerance; when not given, the --slo file's regression.tolerance, else 10%;
     --min-delta as the absolute floor."""
     from bench.slo import load_slo
 
@@ -294,12 +295,12 @@ def tolerance_for(args: Any) -> Tolerance:
         min_delta_us = parse_duration(args.min_delta) * 1e6
     except ValueError as err:
         raise InputError(str(err), field="--min-delta") from None
-    if args.slo and args.tolerance == DEFAULT_TOLERANCE:
+    if args.slo and args.tolerance is None:
         spec = load_slo(args.slo)
         if spec.regression is not None:
             return Tolerance(spec.regression.tolerance, min_delta_us)
     try:
-        return Tolerance(parse_fraction(args.tolerance), min_delta_us)
+        return Tolerance(parse_fraction(args.tolerance or DEFAULT_TOLERANCE), min_delta_us)
     except ValueError as err:
         raise InputError(str(err), field="--tolerance") from None
 

@@ -150,7 +150,6 @@ def test_per_interval_percentiles(tmp_path: Path) -> None:
     table = run.latency["get"].percentiles([50.0, 100.0], run.n_intervals, run.layout)
     assert run.n_intervals == 2 and run.interval_starts.tolist() == [START, START + 2]
     assert table.tolist() == [[500.0, 1000.0], [7.0, 7.0]]
-    assert run.latency["get"].maxima(2, run.layout).tolist() == [1000.0, 7.0]
 
 
 def test_write_summary(tmp_path: Path) -> None:
