@@ -127,13 +127,24 @@ def check_ops_supported(scenario: Scenario, info: TargetInfo) -> None:
                                  field=f"keyspaces.{space.name}.mix.{name}")
 
 
-def check_reachable(info: TargetInfo) -> dict[str, str]:
-    """Server versions per node; exit 3 when no node answers at all."""
+def check_reachable(info: TargetInfo, probe_key: str) -> dict[str, str]:
+    """Server versions per node; exit 3 when the target does not answer at all.
+
+    A proxy (nutcracker) answers no `version`/`INFO`, so when no node gives a version, a
+    get of `probe_key` decides: it goes through any proxy.
+    """
     versions = server_versions(info)
-    answering = {node: v for node, v in versions.items() if not str(v).startswith("error")}
-    if not answering:
+    if any(not str(v).startswith("error") for v in versions.values()):
+        return versions
+    target = open_target(info, timeout=2.0)
+    try:
+        target.get(probe_key)
+    except Exception as exc:  # any failure of the probe means unreachable, said in one line
         detail = "; ".join(f"{node}: {v}" for node, v in versions.items())
-        raise TargetError(f"target {info.redacted} is unreachable ({detail})")
+        raise TargetError(f"target {info.redacted} is unreachable ({detail}; "
+                          f"get: {type(exc).__name__}: {exc})") from None
+    finally:
+        target.close()
     return versions
 
 
@@ -286,7 +297,7 @@ def run_command(args: Namespace) -> int:
     info = parse_target(url)
     slo = resolve_slo(args, scenario)
     check_ops_supported(scenario, info)
-    versions = check_reachable(info)
+    versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
     workload = Workload(scenario, plan.seed)
     if plan.prefill:

@@ -72,6 +72,13 @@ def nutcracker_memcached(tmp_path_factory) -> Iterator[cluster.ServerGroup]:
     yield from _serve(lambda: cluster.start_proxied_pool(2, workdir, "memcached"))
 
 
+@pytest.fixture(scope="module")
+def nutcracker_redis(tmp_path_factory) -> Iterator[cluster.ServerGroup]:
+    """nutcracker in front of two Redis nodes (Redis protocol); clients see only the proxy."""
+    workdir = tmp_path_factory.mktemp("nutcracker-redis")
+    yield from _serve(lambda: cluster.start_proxied_pool(2, workdir, "redis"))
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory) -> Iterator[cluster.ServerGroup]:
     """A 3-master Redis Cluster (takes seconds to form, hence one per session)."""

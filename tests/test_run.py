@@ -151,10 +151,12 @@ def test_counts_agree_with_redis_cluster(redis_cluster: Any, tmp_path: Path) -> 
 
 def test_a_failing_server_is_counted_as_errors_and_the_run_is_still_written(
         memcached_server: Any, tmp_path: Path) -> None:
-    """Stop the server 2 s into a 5 s run: the run goes on, every op after that is a
-    connection error, the run directory is complete, and the error budget fails it."""
+    """Stop the server about 3 s after `bench run` starts (Locust's start-up and the
+    aligned start of the window take 1-2 s of that) in a 5 s run: the run goes on, every
+    op after that is a connection error, the run directory is complete, and the error
+    budget fails it."""
     out = tmp_path / "run"
-    killer = threading.Timer(2.0, memcached_server.stop)
+    killer = threading.Timer(3.0, memcached_server.stop)
     killer.start()
     try:
         rc = run_bench(memcached_server.url, out, str(SCENARIOS / "stall.yaml"),
@@ -167,7 +169,7 @@ def test_a_failing_server_is_counted_as_errors_and_the_run_is_still_written(
     assert info["status"] == "completed"
     get = load_json(out / "summary.json")["ops"]["get"]
     assert get["errors_by_kind"].get("connection", 0) > 1000
-    assert get["count"] - get["errors"] > 1000  # the first 2 s went through
+    assert get["count"] - get["errors"] > 500  # the ops before the stop went through
     stats = load_json(out / "server-stats.json")
     assert all("error" in node for node in stats["after"]["nodes"].values())
 
@@ -200,3 +202,19 @@ def test_several_processes_send_the_whole_load(memcached_server: Any, tmp_path: 
     assert 0.95 * 4000 <= get["count"] <= 1.05 * 4000  # 1000 ops/s for 4 s, uniform arrivals
     assert get["errors"] == 0
     assert "Traceback" not in (out / "locust.log").read_text()
+
+
+@pytest.mark.parametrize("proxy", ["nutcracker_memcached", "nutcracker_redis"])
+def test_runs_through_nutcracker(proxy: str, request: pytest.FixtureRequest,
+                                 tmp_path: Path) -> None:
+    """twemproxy in front of a pool, in either protocol: the run goes through the proxy
+    without errors; the proxy has no stats command, which is recorded, not fatal."""
+    group = request.getfixturevalue(proxy)
+    out = tmp_path / "run"
+    rc = run_bench(group.url, out, str(SCENARIOS / "counts.yaml"), "--duration", "2s")
+    assert rc in (0, 1)
+    summary = load_json(out / "summary.json")
+    assert summary["total"]["count"] >= 2500 and summary["total"]["errors"] == 0
+    assert _sum(summary, "hits", READS) > 0
+    stats = load_json(out / "server-stats.json")
+    assert all("error" in node for node in stats["after"]["nodes"].values())

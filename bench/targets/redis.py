@@ -47,16 +47,50 @@ def _px(ttl: float) -> tuple[str, int] | tuple[()]:
 
 
 def _client_options(info: TargetInfo, timeout: float) -> dict[str, Any]:
-    """Connection settings shared by every client this module makes."""
+    """Connection settings shared by every client this module makes. RESP2, as
+    MediaWiki's phpredis speaks it and as proxies (twemproxy) understand it."""
     return {"username": info.username, "password": info.password,
             "socket_timeout": timeout, "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0), "client_name": CLIENT_NAME}
+            "retry": Retry(NoBackoff(), 0), "protocol": 2, "client_name": CLIENT_NAME}
+
+
+# Per node: does it close the connection on CLIENT SETNAME/SETINFO (a proxy such as
+# twemproxy, which knows no CLIENT command)? Found once per process.
+_IS_PROXY: dict[str, bool] = {}
 
 
 def _node_client(info: TargetInfo, node: str, timeout: float, **extra: Any) -> redis.Redis:
     """A plain client for one "host:port" (hiredis parses replies when installed)."""
     host, port = split_node(node)
-    return redis.Redis(host, port, **_client_options(info, timeout), **extra)
+    options = {**_client_options(info, timeout), **extra}
+    if node not in _IS_PROXY:
+        found = _is_proxy(host, port, options)
+        if found is not None:
+            _IS_PROXY[node] = found
+    if _IS_PROXY.get(node):
+        options.update(client_name=None, driver_info=None)
+    return redis.Redis(host, port, **options)
+
+
+def _is_proxy(host: str, port: int, options: dict[str, Any]) -> bool | None:
+    """True when the node hangs up on the connection handshake's CLIENT commands but
+    answers without them (a proxy), False when it takes them, None when it does not
+    answer at all (unknown yet: the real calls will report that)."""
+    try:
+        with redis.Redis(host, port, **options) as named:
+            named.ping()
+        return False
+    except RedisConnectionError:
+        pass
+    except ERRORS:
+        return False  # it answered, with an error of its own (e.g. NOAUTH)
+    try:
+        with redis.Redis(host, port, **{**options, "client_name": None,
+                                        "driver_info": None}) as plain:
+            plain.ping()
+    except ERRORS:
+        return None
+    return True
 
 
 class RedisTarget(Target):
