@@ -65,7 +65,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="be the Locust master for `bench worker` processes on other machines")
     p.add_argument("--master-bind-host", default="127.0.0.1",
                    help="address the master listens on for workers (default 127.0.0.1)")
-    p.add_argument("--master-bind-port", type=int, default=5557)
+    p.add_argument("--master-bind-port", type=int, default=5557,
+                   help="port the master listens on for workers (default 5557)")
     p.add_argument("--expect-workers", type=int, default=1, metavar="N",
                    help="with --master: wait for N workers before starting (default 1)")
     p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
@@ -79,8 +80,10 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
         "worker", help="serve load for a `bench run --master` on another machine",
         description="Connect to a master started with `bench run --master` and run the "
                     "users it assigns. The scenario and target come from the master.")
-    p.add_argument("--master-host", required=True, metavar="HOST")
-    p.add_argument("--master-port", type=int, default=5557)
+    p.add_argument("--master-host", required=True, metavar="HOST",
+                   help="host of the `bench run --master` to serve")
+    p.add_argument("--master-port", type=int, default=5557,
+                   help="its --master-bind-port (default 5557)")
     p.add_argument("--processes", type=int, default=None, metavar="N",
                    help="worker processes on this machine (-1: one per core)")
     _handler(p, "bench.driver:worker_command")
@@ -93,13 +96,16 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
                     "nutcracker in front of the memcached pool, all on free 127.0.0.1 ports.")
     csub = p.add_subparsers(dest="cluster_command", required=True, metavar="{up,down,status}")
     up = csub.add_parser("up", help="start the servers and wait until they answer")
-    up.add_argument("--memcached-nodes", type=int, default=3)
-    up.add_argument("--redis-cluster-masters", type=int, default=3)
+    up.add_argument("--memcached-nodes", type=int, default=3,
+                    help="memcached servers in the pool (default 3)")
+    up.add_argument("--redis-cluster-masters", type=int, default=3,
+                    help="masters of the Redis Cluster (default 3)")
     up.add_argument("--memory", default="256MiB", help="memory per server (default 256MiB)")
     csub.add_parser("status", help="show servers, ports, pids and whether they answer")
     csub.add_parser("down", help="stop what `up` started")
     for cp in (up, csub.choices["status"], csub.choices["down"]):
-        cp.add_argument("--state-dir", default=os.environ.get("CACHEBENCH_CLUSTER_STATE", ".cluster"),
+        cp.add_argument("--state-dir",
+                        default=os.environ.get("CACHEBENCH_CLUSTER_STATE", ".cluster"),
                         help="where pids, ports and logs are kept (default: "
                              "$CACHEBENCH_CLUSTER_STATE, else .cluster)")
         cp.add_argument("--json", action="store_true", help="machine-readable output")
@@ -112,14 +118,15 @@ def _add_scenarios(sub: argparse._SubParsersAction) -> None:
                             metavar="{list,show,validate,schema,preview}")
     ssub.add_parser("list", help="the scenarios in scenarios/ with what they model")
     show = ssub.add_parser("show", help="a scenario as validated, with defaults filled in")
-    show.add_argument("name")
+    show.add_argument("name", help="scenario name or YAML file")
     val = ssub.add_parser("validate", help="check scenario files; exit 2 on the first error")
-    val.add_argument("files", nargs="+")
+    val.add_argument("files", nargs="+", help="scenario YAML files")
     ssub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
     pre = ssub.add_parser("preview", help="what a scenario generates, without a server")
-    pre.add_argument("name")
-    pre.add_argument("--ops", type=int, default=100_000)
-    pre.add_argument("--seed", type=int, default=None)
+    pre.add_argument("name", help="scenario name or YAML file")
+    pre.add_argument("--ops", type=int, default=100_000,
+                     help="ops to generate (default 100000)")
+    pre.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     pre.add_argument("--csv", metavar="FILE", help="write the op stream: op,key,value_size,ttl")
     _handler(p, "bench.scenario_cli:command")
 
@@ -129,20 +136,20 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
                         description="Merge the histograms of one or more run directories "
                                     "(e.g. from several worker machines) and evaluate the SLO. "
                                     "Exit 0 met, 1 missed, 2 bad input.")
-    an.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    an.add_argument("--slo", metavar="FILE")
+    an.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to merge")
+    an.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     an.add_argument("--json", action="store_true", help="print summary.json instead of a table")
     _handler(an, "bench.analyze:command")
 
     rep = sub.add_parser("report", help="write report.html and PNG plots for a run")
-    rep.add_argument("run", metavar="RUN_DIR")
-    rep.add_argument("--slo", metavar="FILE")
+    rep.add_argument("run", metavar="RUN_DIR", help="the run directory")
+    rep.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     rep.add_argument("--out", metavar="FILE", help="default: RUN_DIR/report.html")
     _handler(rep, "bench.report:command")
 
     cmp_ = sub.add_parser("compare", help="baseline vs candidate; exit 1 on a regression")
-    cmp_.add_argument("baseline", metavar="BASELINE_DIR")
-    cmp_.add_argument("candidate", metavar="CANDIDATE_DIR")
+    cmp_.add_argument("baseline", metavar="BASELINE_DIR", help="the reference run")
+    cmp_.add_argument("candidate", metavar="CANDIDATE_DIR", help="the run to judge")
     cmp_.add_argument("--slo", metavar="FILE", help="tolerances from this SLO file")
     cmp_.add_argument("--tolerance", default=None,
                       help="relative increase of a percentile tolerated (default: the --slo "
@@ -155,9 +162,10 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     _handler(cmp_, "bench.compare:command")
 
     exp = sub.add_parser("export", help="Prometheus text or CSV from a run directory")
-    exp.add_argument("run", metavar="RUN_DIR")
+    exp.add_argument("run", metavar="RUN_DIR", help="the run directory")
     fmt = exp.add_mutually_exclusive_group(required=True)
-    fmt.add_argument("--prometheus", action="store_true")
+    fmt.add_argument("--prometheus", action="store_true",
+                     help="Prometheus text exposition of the summary")
     fmt.add_argument("--csv", action="store_true", help="the timeline with per-interval percentiles")
     exp.add_argument("--out", metavar="FILE", help="default: standard output")
     _handler(exp, "bench.export:command")
@@ -169,7 +177,8 @@ def _add_selftest(sub: argparse._SubParsersAction) -> None:
                                    "run (ratios, not absolute times): worker throughput vs a "
                                    "plain pymemcache loop, op generation cost, analysis speed.")
     p.add_argument("--target", metavar="URL", help="memcached URL (default: start one)")
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="length of each timed run (default 5)")
     _handler(p, "bench.selftest:command")
 
 
