@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -104,8 +103,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     csub.add_parser("status", help="show servers, ports, pids and whether they answer")
     csub.add_parser("down", help="stop what `up` started")
     for cp in (up, csub.choices["status"], csub.choices["down"]):
-        cp.add_argument("--state-dir",
-                        default=os.environ.get("CACHEBENCH_CLUSTER_STATE", ".cluster"),
+        cp.add_argument("--state-dir", default=None,
                         help="where pids, ports and logs are kept (default: "
                              "$CACHEBENCH_CLUSTER_STATE, else .cluster)")
         cp.add_argument("--json", action="store_true", help="machine-readable output")

@@ -645,7 +645,7 @@ def resolve_local(name: str, state_dir: str | Path | None = None) -> str:
 def command(args: argparse.Namespace) -> int:
     """`bench cluster up|status|down`."""
     handlers = {"up": _up_command, "status": _status_command, "down": _down_command}
-    return handlers[args.cluster_command](args, Path(args.state_dir))
+    return handlers[args.cluster_command](args, Path(args.state_dir or state_dir_default()))
 
 
 def _not_running(state_dir: Path) -> str:

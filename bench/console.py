@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,7 +29,8 @@ from rich.text import Text
 
 from bench.analyze import percentiles_from_counts
 from bench.recorder import counts_array
-from bench.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_COLUMNS, TIMELINE_CSV
+from bench.hlog import parse_interval
+from bench.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_CSV, TimelineRow
 from bench.slo import describe_windows, failures, format_percent, format_us
 
 SHOWN = ("p50", "p99", "p99.9", "max")
@@ -194,24 +194,25 @@ class RunDirWatcher:
 
     def _rate(self) -> float | None:
         """Ops/s of the newest interval in new timeline rows; adds their errors to the total."""
-        rows = [line.split(",") for line in self.timeline.lines()
+        rows = [TimelineRow.parse(line.split(",")) for line in self.timeline.lines()
                 if line and not line.startswith("start,")]
         if not rows:
             return None
-        self.errors += sum(int(row[TIMELINE_COLUMNS.index("errors")]) for row in rows)
-        newest = rows[-1][0]
-        count = sum(int(row[TIMELINE_COLUMNS.index("count")]) for row in rows if row[0] == newest)
-        return count / max(float(rows[-1][1]), 1e-9)
+        self.errors += sum(row.errors for row in rows)
+        newest = rows[-1]
+        count = sum(row.count for row in rows if row.start == newest.start)
+        return count / max(newest.length, 1e-9)
 
     def _p99(self) -> float | None:
         """p99 (us) over all ops of the newest interval in new hlog lines (latency tags only)."""
-        entries = [line[4:].split(",") for line in self.hlog.lines() if line.startswith("Tag=")]
-        entries = [e for e in entries if len(e) == 5 and not e[0].endswith(SERVICE_SUFFIX)]
+        entries = [parse_interval(line, 0.0) for line in self.hlog.lines()
+                   if line.startswith("Tag=")]
+        entries = [e for e in entries if not e.tag.endswith(SERVICE_SUFFIX)]
         if not entries:
             return None
-        newest = entries[-1][1]
-        counts = sum(counts_array(HdrHistogram.decode(e[4])).astype(np.int64)
-                     for e in entries if e[1] == newest)
+        newest = entries[-1].start
+        counts = sum(counts_array(e.histogram).astype(np.int64)
+                     for e in entries if e.start == newest)
         return float(percentiles_from_counts(counts, [99.0])[0])
 
 

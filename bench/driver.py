@@ -28,16 +28,14 @@ from bench.errors import InputError, TargetError
 from bench.runconfig import CONFIG_ENV, LoadPlan, RunConfig
 from bench.scenario import Scenario, load_scenario
 from bench.slo import SloSpec, load_slo
-from bench.targets import TargetInfo, open_target, parse_target, server_versions
+from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
+                           unsupported_ops)
 from bench.units import parse_duration, parse_rate
 from bench.workload import Workload
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RESULTS_ROOT = Path("results")
 DEFAULT_TARGET = "local:memcached"
-DEFAULT_DURATION_S = 60.0
-DEFAULT_WARMUP_S = 5.0
-DEFAULT_USERS = 16
 #: Locust's own time limit is a safety net; the run normally ends when every worker
 #: has shipped its last interval.
 RUN_TIME_MARGIN_S = 30.0
@@ -52,7 +50,7 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
     if mode == "open" and not rate:
         raise InputError("open-loop load needs a rate: give --rate OPS or load.rate in the "
                          "scenario, or use --closed", field="--rate")
-    users = args.users if args.users is not None else (load.users or DEFAULT_USERS)
+    users = args.users if args.users is not None else load.users
     if users < 1:
         raise InputError(f"expected at least 1 user, got {users}", field="--users")
     check_user_split(users, args)
@@ -63,9 +61,9 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
         arrival=args.arrival or load.arrival, users=users,
         think_s=_flag(parse_duration, args.think, "--think") if args.think else load.think,
         warmup_s=_flag(parse_duration, args.warmup, "--warmup") if args.warmup
-        else _or(load.warmup, DEFAULT_WARMUP_S),
+        else load.warmup,
         duration_s=_flag(parse_duration, args.duration, "--duration") if args.duration
-        else _or(load.duration, DEFAULT_DURATION_S),
+        else load.duration,
         prefill=load.prefill if args.prefill is None else args.prefill,
         seed=args.seed if args.seed is not None else scenario.seed,
     )
@@ -95,10 +93,6 @@ def check_user_split(users: int, args: Namespace) -> None:
         raise InputError(f"{users} users do not split evenly over {processes} processes; "
                          f"give --users a multiple of {processes}", field="--users")
 
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value
-
-
 def _flag(parse: Any, value: str, flag: str) -> Any:
     try:
         return parse(value)
@@ -112,16 +106,12 @@ def resolve_target_url(args: Namespace, scenario: Scenario) -> str:
     return cluster.resolve_local(url) if url.startswith("local:") else url
 
 
-REDIS_ONLY_OPS = frozenset({"hget", "hset"})
-
-
 def check_ops_supported(scenario: Scenario, info: TargetInfo) -> None:
     """Refuse before the run what the protocol cannot do (hashes on memcached)."""
-    if info.kind != "memcached":
-        return
+    unsupported = unsupported_ops(info)
     for space in scenario.keyspaces:
         for name, entry in space.mix.items():
-            if (entry.op or name) in REDIS_ONLY_OPS:
+            if (entry.op or name) in unsupported:
                 raise InputError(f"{entry.op or name} needs a Redis target, got {info.redacted}",
                                  file=scenario.source,
                                  field=f"keyspaces.{space.name}.mix.{name}")

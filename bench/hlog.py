@@ -113,7 +113,7 @@ def _parse_line(line: str, base: dict[str, float], path: str | Path,
         _read_time_header(text, base)
         return None
     try:
-        return _parse_interval(text, base.get("BaseTime", base.get("StartTime", 0.0)))
+        return parse_interval(text, base.get("BaseTime", base.get("StartTime", 0.0)))
     except ValueError as exc:
         if line.endswith("\n"):
             raise InputError(f"malformed histogram log line ({exc})",
@@ -128,8 +128,9 @@ def _read_time_header(text: str, base: dict[str, float]) -> None:
         base[match.group(1)] = float(match.group(2))
 
 
-def _parse_interval(text: str, base: float) -> HlogEntry:
-    """One interval line, `[Tag=t,]start,length,max,histogram`; ValueError if malformed."""
+def parse_interval(text: str, base: float) -> HlogEntry:
+    """One interval line, `[Tag=t,]start,length,max,histogram`, `start` relative to `base`;
+    ValueError if malformed. Also for readers that follow a log as it grows."""
     tag = None
     if text.startswith("Tag="):
         tag, _, text = text[4:].partition(",")

@@ -183,6 +183,13 @@ def error_at(path: tuple[Any, ...], message: str) -> PydanticCustomError:
 # the sampler refuses is reported with its line like any other mistake.
 
 
+def _with_some_weight(weights: dict[Any, float], expected: str) -> dict[Any, float]:
+    """A weight table must give some choice a chance; `expected` says what, for its field."""
+    if sum(weights.values()) <= 0:
+        raise ValueError(f"expected {expected}")
+    return weights
+
+
 class _Clamped(_Model):
     """Sizes may be clamped: values below `min` become `min`, above `max` become `max`."""
 
@@ -226,12 +233,8 @@ class WeightedSizes(_Clamped):
     dist: Literal["weighted"]
     choices: dict[Size, Weight] = Field(min_length=1)
 
-    @field_validator("choices")
-    @classmethod
-    def _some_weight(cls, value: dict[int, float]) -> dict[int, float]:
-        if sum(value.values()) <= 0:
-            raise ValueError("expected at least one weight > 0")
-        return value
+    _some_weight = field_validator("choices")(
+        lambda cls, value: _with_some_weight(value, "at least one weight > 0"))
 
     def build(self) -> Any:
         return dist.WeightedChoice(list(self.choices), list(self.choices.values()),
@@ -571,12 +574,8 @@ class ChoiceVar(_Model):
     kind: Literal["choice"] = "choice"
     values: dict[str, Weight] = Field(min_length=1)
 
-    @field_validator("values")
-    @classmethod
-    def _some_weight(cls, value: dict[str, float]) -> dict[str, float]:
-        if sum(value.values()) <= 0:
-            raise ValueError("expected at least one value with a weight > 0")
-        return value
+    _some_weight = field_validator("values")(
+        lambda cls, value: _with_some_weight(value, "at least one value with a weight > 0"))
 
     def build(self) -> Any:
         return mwkeys.Choice(tuple(self.values), tuple(self.values.values()))

@@ -36,7 +36,6 @@ from bench.scenario import load_scenario
 from bench.targets import open_target, parse_target
 from bench.workload import Executor, Workload
 
-KEYS = 1000
 GENERATED_OPS = 200_000
 EXECUTED_OPS = 20_000
 
@@ -56,11 +55,14 @@ def memcached_node(url: str | None) -> Iterator[str]:
 
 
 def plain_gets_per_s(node: str, seconds: float) -> float:
-    """A bare pymemcache loop of single-key gets: the ceiling of Python on one connection."""
+    """A bare pymemcache loop of single-key gets: the ceiling of Python on one connection.
+    It reads the same keys and values as `peak-get` (its prefill)."""
     host, port = node.rsplit(":", 1)
     client = Client((host, int(port)), default_noreply=False)
-    keys = [f"cachebench:peak:{i}" for i in range(KEYS)]
-    client.set_many({k: b"x" * 100 for k in keys})
+    keys: list[str] = []
+    for items, ttl in Workload(load_scenario("peak-get"), 1).prefill_batches():
+        client.set_many(items, expire=int(ttl))
+        keys.extend(items)
     done, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         for key in keys:

@@ -197,6 +197,7 @@ def test_bad_input_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 def test_corrupt_hlog_is_input_error(tmp_path: Path) -> None:
     run_dir = make_run_dir(tmp_path, {"get": [[1], [2]]})
     log = run_dir / "latency.hlog"
+    # Break the first histogram's base64 cookie on purpose: the line is then malformed.
     log.write_text(log.read_text().replace("HISTF", "XXXXX", 1))
     with pytest.raises(InputError, match="latency.hlog:6: malformed histogram log line"):
         load_runs([run_dir])

@@ -15,7 +15,7 @@ from bench.targets import memcached, redis
 from bench.targets.base import Target, TargetInfo, UnsupportedOperation, parse_target
 
 __all__ = ["Target", "TargetInfo", "UnsupportedOperation", "error_kind", "open_target",
-           "parse_target", "server_stats", "server_versions"]
+           "parse_target", "server_stats", "server_versions", "unsupported_ops"]
 
 DEFAULT_TIMEOUT = 1.0
 STATS_TIMEOUT = 2.0
@@ -32,6 +32,17 @@ def open_target(info: TargetInfo, timeout: float = DEFAULT_TIMEOUT) -> Target:
     if info.kind == "redis":
         return redis.RedisTarget(info, seconds)
     return redis.RedisClusterTarget(info, seconds)
+
+
+_CLASSES: dict[str, type[Target]] = {"memcached": memcached.MemcachedTarget,
+                                     "redis": redis.RedisTarget,
+                                     "redis-cluster": redis.RedisClusterTarget}
+
+
+def unsupported_ops(info: TargetInfo) -> frozenset[str]:
+    """Ops the target's protocol does not have (hashes on memcached): `bench run` refuses
+    a scenario that asks for them before sending anything."""
+    return _CLASSES[info.kind].unsupported_ops()
 
 
 def error_kind(exc: BaseException) -> str:

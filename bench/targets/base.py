@@ -41,6 +41,10 @@ class TargetInfo:
     options: dict[str, float] = field(default_factory=dict)   # {"timeout": seconds}
 
 
+#: Ops only some protocols have; a Target that has one overrides its method.
+OPTIONAL_OPS = ("hget", "hset")
+
+
 class UnsupportedOperation(InputError):
     """The scenario asks for an operation the protocol does not have (hget on memcached)."""
 
@@ -98,6 +102,11 @@ class Target(ABC):
     @abstractmethod
     def close(self) -> None:
         """Close every connection; never raises."""
+
+    @classmethod
+    def unsupported_ops(cls) -> frozenset[str]:
+        """The optional ops (hashes) this protocol leaves to the base class's refusal."""
+        return frozenset(op for op in OPTIONAL_OPS if getattr(cls, op) is getattr(Target, op))
 
     def hget(self, key: str, field: str) -> bytes | None:
         """One field of a hash; only protocols with hashes override this."""
