@@ -126,7 +126,7 @@ def _add_scenarios(sub: argparse._SubParsersAction) -> None:
                      help="ops to generate (default 100000)")
     pre.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     pre.add_argument("--csv", metavar="FILE", help="write the op stream: op,key,value_size,ttl")
-    _handler(p, "bench.scenario_cli:command")
+    _handler(p, "bench.scenario.preview:command")
 
 
 def _add_analysis(sub: argparse._SubParsersAction) -> None:
@@ -137,13 +137,13 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     an.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to merge")
     an.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     an.add_argument("--json", action="store_true", help="print summary.json instead of a table")
-    _handler(an, "bench.analyze:command")
+    _handler(an, "bench.analysis.runs:command")
 
     rep = sub.add_parser("report", help="write report.html and PNG plots for a run")
     rep.add_argument("run", metavar="RUN_DIR", help="the run directory")
     rep.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     rep.add_argument("--out", metavar="FILE", help="default: RUN_DIR/report.html")
-    _handler(rep, "bench.report:command")
+    _handler(rep, "bench.output.report:command")
 
     cmp_ = sub.add_parser("compare", help="baseline vs candidate; exit 1 on a regression")
     cmp_.add_argument("baseline", metavar="BASELINE_DIR", help="the reference run")
@@ -157,7 +157,7 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
                            "e.g. 50us (default 0: the relative tolerance alone)")
     cmp_.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
     cmp_.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
-    _handler(cmp_, "bench.compare:command")
+    _handler(cmp_, "bench.analysis.compare:command")
 
     exp = sub.add_parser("export", help="Prometheus text or CSV from a run directory")
     exp.add_argument("run", metavar="RUN_DIR", help="the run directory")
@@ -166,7 +166,7 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
                      help="Prometheus text exposition of the summary")
     fmt.add_argument("--csv", action="store_true", help="the timeline with per-interval percentiles")
     exp.add_argument("--out", metavar="FILE", help="default: standard output")
-    _handler(exp, "bench.export:command")
+    _handler(exp, "bench.output.export:command")
 
 
 def _add_selftest(sub: argparse._SubParsersAction) -> None:

@@ -1,10 +1,10 @@
 """`bench run` and `bench worker`: plan a run, prefill, launch Locust, analyze the result.
 
 This process never imports Locust (which monkey-patches the standard library); it
-builds a Locust command line around `bench/locustfile.py`, hands it the resolved run
+builds a Locust command line around `bench/loadgen/locustfile.py`, hands it the resolved run
 configuration as JSON in an environment variable (Locust forwards it to workers), and
 watches the run directory that the Locust master writes. When Locust has finished, the
-run directory is analyzed like any other, offline, by `bench.analyze`.
+run directory is analyzed like any other, offline, by `bench.analysis.runs`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, analyze, cluster, console, report, rundir
+from bench import __version__, cluster
+from bench.analysis import runs as analyze
+from bench.output import console
+from bench.output import report
+from bench.results import rundir
 from bench.errors import InputError, TargetError
-from bench.runconfig import CONFIG_ENV, LoadPlan, RunConfig
-from bench.scenario import Scenario, load_scenario
-from bench.slo import SloSpec, load_slo
+from bench.loadgen.runconfig import CONFIG_ENV, LoadPlan, RunConfig
+from bench.scenario.model import Scenario, load_scenario
+from bench.scenario.slo import SloSpec, load_slo
 from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
                            unsupported_ops)
 from bench.units import parse_duration, parse_rate
-from bench.workload import Workload
+from bench.workload.ops import Workload
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = Path(__file__).parent / "loadgen" / "locustfile.py"
 RESULTS_ROOT = Path("results")
 DEFAULT_TARGET = "local:memcached"
 #: Locust's own time limit is a safety net; the run normally ends when every worker
@@ -192,7 +196,7 @@ def _package_versions() -> dict[str, str | None]:
 
 def run_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
                run_dir: Path, info_json: dict[str, Any]) -> RunConfig:
-    """What every Locust process reads (bench.loadgen)."""
+    """What every Locust process reads (bench.loadgen.users)."""
     timeout_s = _flag(parse_duration, args.timeout, "--timeout")
     if timeout_s <= 0:
         raise InputError(f"expected a timeout > 0, e.g. 1s, got {args.timeout!r}",

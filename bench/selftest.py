@@ -31,10 +31,12 @@ from pymemcache.client.base import Client
 from rich.console import Console
 from rich.table import Table
 
-from bench import analyze, cluster, recorder
-from bench.scenario import load_scenario
+from bench import cluster
+from bench.analysis import runs as analyze
+from bench.results import recorder
+from bench.scenario.model import load_scenario
 from bench.targets import open_target, parse_target
-from bench.workload import Executor, Workload
+from bench.workload.ops import Executor, Workload
 
 GENERATED_OPS = 200_000
 EXECUTED_OPS = 20_000

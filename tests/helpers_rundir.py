@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.recorder import Interval, OpInterval, histogram_from_values
-from bench.rundir import RunWriter, stats_snapshot
+from bench.results.recorder import Interval, OpInterval, histogram_from_values
+from bench.results.rundir import RunWriter, stats_snapshot
 
 START = 1_764_072_000.0
 Values = Sequence[Sequence[int]]

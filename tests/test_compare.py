@@ -8,10 +8,10 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from bench.analyze import load_runs
+from bench.analysis.runs import load_runs
 from bench.cli import main
-from bench.compare import Row, Tolerance, compare, to_junit, to_markdown
-from bench.rundir import RunWriter
+from bench.analysis.compare import Row, Tolerance, compare, to_junit, to_markdown
+from bench.results.rundir import RunWriter
 from helpers_rundir import START, make_run_dir
 
 INTERVALS, PER_INTERVAL = 40, 400

@@ -1,4 +1,4 @@
-"""Statistical and contract tests for bench.distributions.
+"""Statistical and contract tests for bench.scenario.distributions.
 
 Every statistical test states its null hypothesis H0 and uses a fixed seed, so a run is
 reproducible: continuous distributions are checked with scipy.stats.kstest against the
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench import distributions as d
+from bench.scenario import distributions as d
 
 ALPHA = 1e-3
 N_DRAWS = 50_000

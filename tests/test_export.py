@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.analyze import load_runs, slo_for, summarize
+from bench.analysis.runs import load_runs, slo_for, summarize
 from bench.cli import main
-from bench.export import to_csv, to_prometheus
+from bench.output.export import to_csv, to_prometheus
 from helpers_rundir import START, make_run_dir
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bench.errors import InputError
-from bench.hlog import HlogWriter, read_hlog
-from bench.recorder import add_histogram, counts_array, histogram_from_values, new_histogram
+from bench.results.hlog import HlogWriter, read_hlog
+from bench.results.recorder import add_histogram, counts_array, histogram_from_values, new_histogram
 
 JAR = "/usr/share/java/hdrhistogram.jar"
 START = 1764072000.0

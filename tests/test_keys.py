@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench import keys as k
-from bench.distributions import Fixed, LogNormal, UniformSize
+from bench.scenario import keys as k
+from bench.scenario.distributions import Fixed, LogNormal, UniformSize
 
 
 def md5(text: str) -> str:

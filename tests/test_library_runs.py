@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bench.cli import main
-from bench.scenario import load_scenario, scenario_names
+from bench.scenario.model import load_scenario, scenario_names
 
 pytestmark = pytest.mark.slow
 

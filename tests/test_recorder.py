@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.recorder import (HIGHEST_US, Interval, OpInterval, Recorder, add_histogram,
+from bench.results.recorder import (HIGHEST_US, Interval, OpInterval, Recorder, add_histogram,
                             bench_record_overhead, counts_array, histogram_from_values,
                             new_histogram, to_microseconds)
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.rundir import RunWriter
+from bench.results.rundir import RunWriter
 from helpers_rundir import START, make_run_dir
 
 SLO = {"objectives": [{"ops": ["get"], "percentile": "99%", "under": "1ms"},

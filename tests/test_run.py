@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bench.cli import main
-from bench.hlog import read_hlog
+from bench.results.hlog import read_hlog
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 

@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.cli import main
-from bench.distributions import Zipf
+from bench.scenario.distributions import Zipf
 from bench.errors import InputError
-from bench.scenario import (SCENARIO_DIRS, Scenario, load_scenario, parse_scenario,
+from bench.scenario.model import (SCENARIO_DIRS, Scenario, load_scenario, parse_scenario,
                             scenario_names)
-from bench.scenario_cli import preview
+from bench.scenario.preview import preview
 from bench.targets import open_target, parse_target
-from bench.workload import BLOCK_OPS, Executor, Workload
+from bench.workload.ops import BLOCK_OPS, Executor, Workload
 
 TESTS = Path(__file__).parent
 BAD = sorted((TESTS / "scenarios_bad").glob("*.yaml"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.errors import InputError
-from bench.slo import evaluate, failures, load_slo, meets, parse_slo, window_index
+from bench.scenario.slo import evaluate, failures, load_slo, meets, parse_slo, window_index
 
 EXAMPLE = {
     "name": "mw",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from redis.crc import key_slot
 
-from bench import keys as mwkeys
-from bench.scenario import Scenario, load_scenario, parse_scenario
+from bench.scenario import keys as mwkeys
+from bench.scenario.model import Scenario, load_scenario, parse_scenario
 from bench.targets import open_target, parse_target, server_stats
-from bench.workload import (BLOCK_OPS, PURGE_PREFIX, Executor, Op, Sample, Workload,
+from bench.workload.ops import (BLOCK_OPS, PURGE_PREFIX, Executor, Op, Sample, Workload,
                             segment_layout)
 
 READS = ("get", "get_multi", "hget")

@@ -1,6 +1,6 @@
 """The Locust side of a run: cache users, their pacing, and the interval plumbing.
 
-This module is imported only inside Locust processes (through `bench/locustfile.py`),
+This module is imported only inside Locust processes (through `bench/loadgen/locustfile.py`),
 never by `bench run` itself: importing Locust monkey-patches the standard library for
 gevent, which the orchestrating process does not want.
 
@@ -38,12 +38,12 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
-from bench import rundir
-from bench.runconfig import CONFIG_ENV, RunConfig
-from bench.recorder import Interval, Recorder, recorded_values
-from bench.scenario import Scenario
+from bench.results import rundir
+from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
+from bench.results.recorder import Interval, Recorder, recorded_values
+from bench.scenario.model import Scenario
 from bench.targets import open_target, parse_target, server_stats
-from bench.workload import Executor, Op, Steps, Workload
+from bench.workload.ops import Executor, Op, Steps, Workload
 
 MSG_INTERVAL = "cachebench_interval"
 MSG_DONE = "cachebench_done"

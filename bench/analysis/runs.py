@@ -25,11 +25,11 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
-from bench.hlog import read_hlog
-from bench.recorder import Layout, default_layout, layout_for, sparse_counts
-from bench.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
+from bench.results.hlog import read_hlog
+from bench.results.recorder import Layout, default_layout, layout_for, sparse_counts
+from bench.results.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
                           TimelineRow, read_run)
-from bench.slo import LOOKUP_OPS, SloSpec, evaluate, load_slo, parse_slo
+from bench.scenario.slo import LOOKUP_OPS, SloSpec, evaluate, load_slo, parse_slo
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9", "p99.99")
@@ -428,7 +428,7 @@ def exit_code(summary: dict[str, Any]) -> int:
 
 def command(args: Any) -> int:
     """`bench analyze RUN_DIR... [--slo FILE] [--json]`."""
-    from bench.console import print_summary
+    from bench.output.console import print_summary
 
     run = load_runs(args.runs)
     summary = summarize(run, slo_for(run, args.slo))
@@ -454,8 +454,8 @@ def write_synthetic_run(path: Path, n_intervals: int, n_ops: int, seed: int = 1,
     A pool of 16 distinct histograms per op is cycled, so writing stays quick while the
     analysis still decodes every line of the log.
     """
-    from bench.recorder import Interval, OpInterval, histogram_from_values
-    from bench.rundir import RunWriter
+    from bench.results.recorder import Interval, OpInterval, histogram_from_values
+    from bench.results.rundir import RunWriter
 
     rng = np.random.default_rng(seed)
     ops = [SYNTHETIC_OPS[i % len(SYNTHETIC_OPS)] + ("" if i < len(SYNTHETIC_OPS) else f"{i}")

@@ -21,11 +21,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bench.analyze import RunData, load_runs, percentiles_from_counts, slo_for, summarize
-from bench.console import ms, percent, rate
+from bench.analysis.runs import RunData, load_runs, percentiles_from_counts, slo_for, summarize
+from bench.output.console import ms, percent, rate
 from bench.errors import InputError
-from bench.slo import LOOKUP_OPS, describe_windows, failures, format_percent, format_us
-from bench.rundir import ERROR_KINDS
+from bench.scenario.slo import LOOKUP_OPS, describe_windows, failures, format_percent, format_us
+from bench.results.rundir import ERROR_KINDS
 
 REPORT_FILE = "report.html"
 SPECTRUM_TICKS = ((2, "50%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"), (1e4, "99.99%"),

@@ -31,10 +31,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from redis.crc import key_slot
 
-from bench import keys as mwkeys
-from bench.distributions import Latest, Sequential, hashed_uniform
+from bench.scenario import keys as mwkeys
+from bench.scenario.distributions import Latest, Sequential, hashed_uniform
 from bench.errors import InputError
-from bench.scenario import TRACE_OPS, KeySpace, MixEntry, Scenario, read_trace
+from bench.scenario.model import TRACE_OPS, KeySpace, MixEntry, Scenario, read_trace
 from bench.targets import Target, error_kind
 
 #: Ops per block of the global stream (the unit of determinism and of vectorised draws).

@@ -29,7 +29,7 @@ from hdrh.codec import HdrCookieException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
 from bench.errors import InputError
-from bench.recorder import counts_array
+from bench.results.recorder import counts_array
 
 __all__ = ["FORMAT_VERSION", "HlogEntry", "HlogWriter", "counts_array", "read_hlog"]
 

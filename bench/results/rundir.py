@@ -27,8 +27,8 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from bench.errors import InputError, TargetError
-from bench.hlog import HlogWriter
-from bench.recorder import Interval, OpInterval
+from bench.results.hlog import HlogWriter
+from bench.results.recorder import Interval, OpInterval
 
 RUN_JSON = "run.json"
 LATENCY_HLOG = "latency.hlog"

@@ -23,11 +23,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bench.distributions import top_share
+from bench.scenario.distributions import top_share
 from bench.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
-from bench.scenario import Scenario, load_scenario, resolve_scenario, scenario_names
-from bench.slo import format_percent
-from bench.workload import Op, Workload
+from bench.scenario.model import Scenario, load_scenario, resolve_scenario, scenario_names
+from bench.scenario.slo import format_percent
+from bench.workload.ops import Op, Workload
 
 #: Share of the key space whose requests `preview` reports ("top 1% of keys").
 TOP_FRACTION = 0.01

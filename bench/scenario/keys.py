@@ -16,7 +16,7 @@ Two versions of the length rule exist, picked with `rules=`:
   `<keyspace>:<keygroup>:#` + sha256(key), or `<keyspace>:BagOStuff-long-key:##` +
   sha256(key) if even that is too long.
 
-Pure logic: imports only `bench.distributions`; targets do not import this module (the
+Pure logic: imports only `bench.scenario.distributions`; targets do not import this module (the
 memcached ring applies the same `|#|` hash-stop rule as `hash_stop_part` on its own).
 """
 
@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.distributions import SizeDistribution, WeightedChoice, hashed_uniform
+from bench.scenario.distributions import SizeDistribution, WeightedChoice, hashed_uniform
 
 __all__ = [
     "MEMCACHED_KEY_LIMIT", "KEY_BUDGET", "GLOBAL_KEYSPACE", "SEGMENTATION_SIZE",

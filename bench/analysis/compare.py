@@ -25,7 +25,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from bench.analyze import Layout, RunData, TagSeries, load_runs, percentiles_from_counts
+from bench.analysis.runs import Layout, RunData, TagSeries, load_runs, percentiles_from_counts
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.units import parse_duration, parse_fraction
 
@@ -289,7 +289,7 @@ def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
 def tolerance_for(args: Any) -> Tolerance:
     """--tolerance; when not given, the --slo file's regression.tolerance, else 10%;
     --min-delta as the absolute floor."""
-    from bench.slo import load_slo
+    from bench.scenario.slo import load_slo
 
     try:
         min_delta_us = parse_duration(args.min_delta) * 1e6

@@ -26,7 +26,7 @@ examples, each saying what it models and where its numbers come from)::
     key_prefix: "cb:"              # every key starts with it (never flush others' keys)
     load: {mode: open, rate: 20k/s, arrival: poisson, users: 32, think: 0s,
            duration: 60s, warmup: 10s, prefill: true}       # closed: users + think
-    slo: {objectives: [...], errors: {max: 0.1%}}           # bench.slo's format
+    slo: {objectives: [...], errors: {max: 0.1%}}           # bench.scenario.slo's format
     keyspaces:
       - name: objects
         weight: 97%                # share of all ops (relative to the other spaces)
@@ -84,14 +84,14 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from bench import distributions as dist
-from bench import keys as mwkeys
+from bench.scenario import distributions as dist
+from bench.scenario import keys as mwkeys
 from bench.errors import InputError
-from bench.slo import SloSpec, parse_slo
+from bench.scenario.slo import SloSpec, parse_slo
 from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
 
 #: Where scenario names are looked up, in order (`load_scenario("smoke")`).
-SCENARIO_DIRS: list[Path] = [Path(__file__).resolve().parent.parent / "scenarios"]
+SCENARIO_DIRS: list[Path] = [Path(__file__).resolve().parents[2] / "scenarios"]
 
 #: Every key the harness writes starts with this (DESIGN.md: only keys under our prefix).
 DEFAULT_KEY_PREFIX = "cb:"
@@ -179,7 +179,7 @@ def error_at(path: tuple[Any, ...], message: str) -> PydanticCustomError:
 # ------------------------------------------------------------------------ distributions
 #
 # Each spec model validates what a person writes and `build()`s the sampler of
-# bench.distributions. Building happens during validation (KeySpace), so a parameter
+# bench.scenario.distributions. Building happens during validation (KeySpace), so a parameter
 # the sampler refuses is reported with its line like any other mistake.
 
 
@@ -835,7 +835,7 @@ class Scenario(_Model):
 
 
 def _parse_slo(value: Any, file: str | None) -> SloSpec | None:
-    """The `slo:` block, validated by bench.slo; its error becomes ours, with the line."""
+    """The `slo:` block, validated by bench.scenario.slo; its error becomes ours, with the line."""
     if value is None or isinstance(value, SloSpec):
         return value
     try:

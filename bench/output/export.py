@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.analyze import COUNTER_COLUMNS, RunData, load_runs, slo_for, summarize
+from bench.analysis.runs import COUNTER_COLUMNS, RunData, load_runs, slo_for, summarize
 from bench.errors import InputError
 
 PREFIX = "cachebench"

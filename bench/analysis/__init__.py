@@ -1,0 +1,1 @@
+"""Run directories -> merged histograms, summaries, verdicts, comparisons."""

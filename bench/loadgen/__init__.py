@@ -1,0 +1,1 @@
+"""Inside Locust: users, pacing, interval shipping and the run sink."""

@@ -1,0 +1,1 @@
+"""Histograms, the recorder and the run directory: the contract with the analyzer."""

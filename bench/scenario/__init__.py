@@ -1,0 +1,1 @@
+"""What to do: scenario files, validated, and the models they describe."""

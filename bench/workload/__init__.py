@@ -1,0 +1,1 @@
+"""Scenario + seed -> deterministic op streams, and running one op on a target."""
