@@ -21,9 +21,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bench.analysis.runs import RunData, load_runs, percentiles_from_counts, slo_for, summarize
+from bench.analysis.runs import RunData, load_runs, slo_for, summarize
 from bench.output.console import ms, percent, rate
 from bench.errors import InputError
+from bench.results.histograms import percentiles_from_counts
 from bench.scenario.slo import LOOKUP_OPS, describe_windows, failures, format_percent, format_us
 from bench.results.rundir import ERROR_KINDS
 
