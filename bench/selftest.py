@@ -36,7 +36,8 @@ from bench.analysis import runs as analyze
 from bench.results import recorder
 from bench.scenario.model import load_scenario
 from bench.targets import open_target, parse_target
-from bench.workload.ops import Executor, Workload
+from bench.workload.executor import Executor
+from bench.workload.ops import Workload
 
 GENERATED_OPS = 200_000
 EXECUTED_OPS = 20_000

@@ -2,7 +2,7 @@
 
 Why batched: hdrh's `record_value` is pure Python and costs more than a cache GET on
 localhost, so recording per sample would slow the load generator down and distort
-what it measures. The hot path (`Recorder.record`) is one list append; `flush` turns
+what it measures. The hot path (`Recorder.record_sample`) is one list append; `flush` turns
 the buffered samples into HdrHistograms with numpy once per interval.
 
 Why wall-clock bins: workers on different hosts merge their intervals by start time,
@@ -24,10 +24,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+
+if TYPE_CHECKING:  # only the shape: the analyzer side never loads the executor's imports
+    from bench.workload.executor import Sample
 
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
@@ -35,10 +38,6 @@ SIGNIFICANT_FIGURES = 3
 # Float noise in (end - start) * 1e6 is far below 1 ns; without this tolerance an exact
 # 100 us difference computed as 100.0000000001 would round up to 101 us.
 _ROUNDING_TOLERANCE_US = 1e-3
-
-# A buffered sample: (name, intended, start, end, hits, misses, keys, error, nbytes),
-# times in perf_counter seconds.
-_Sample = tuple[str, float, float, float, int, int, int, "str | None", int]
 
 
 def new_histogram() -> HdrHistogram:
@@ -271,7 +270,7 @@ class Recorder:
         self.interval_s = float(interval_s)
         wall, perf = origin or (time.time(), time.perf_counter())
         self._epoch_offset = wall - perf
-        self._samples: list[_Sample] = []
+        self._samples: list[tuple[Any, ...]] = []  # a Sample's fields + its origin
         self._append = self._samples.append
         self._chunks: list[_Columns] = []
         self._codes = _NameCodes()
@@ -279,10 +278,21 @@ class Recorder:
         self._open_bin: int | None = None  # the interval open at the last flush
         self._close_at = math.inf  # perf time of the measured window's end
 
+    def record_sample(self, sample: Sample, origin: float) -> None:
+        """Buffer one sample whose latency counts from `origin` (its intended start; times
+        in perf_counter seconds). The hot path: one append.
+
+        What is buffered is a plain tuple, the sample's fields and then `origin`: the
+        cyclic GC stops tracking a tuple of numbers and strings, but never a NamedTuple,
+        so keeping the Sample itself would make every collection walk the whole buffer.
+        """
+        self._append(sample + (origin,))
+
     def record(self, name: str, intended: float, start: float, end: float, hits: int,
                misses: int, keys: int, error: str | None, nbytes: int) -> None:
-        """Buffer one sample (times in perf_counter seconds). The hot path: one append."""
-        self._append((name, intended, start, end, hits, misses, keys, error, nbytes))
+        """`record_sample` from loose fields (for callers that hold no Sample)."""
+        fields = (name, start, end, hits, misses, keys, error, nbytes)  # a Sample's layout
+        self.record_sample(fields, intended)  # type: ignore[arg-type]
 
     def discard_before(self, perf_time: float) -> None:
         """Drop samples whose intended start is before `perf_time` (end of warm-up)."""
@@ -367,7 +377,7 @@ class _Columns:
         return len(self.intended)
 
     @classmethod
-    def from_samples(cls, batch: list[_Sample], epoch_offset: float, interval_s: float,
+    def from_samples(cls, batch: list[tuple[Any, ...]], epoch_offset: float, interval_s: float,
                      codes: _NameCodes, close_at: float = math.inf) -> _Columns:
         """Columns are pulled with `fromiter(map(itemgetter))`: several times faster than
         `zip(*batch)` or an object array for batches of 10^5 tuples."""
@@ -430,31 +440,33 @@ class _Columns:
             **{name: int(column[rows].sum()) for name, column in self.numbers.items()})
 
 
-# Buffered tuple layout and column dtypes; names (None) are coded apart, see _NameCodes.
-_FIELDS = (("name", None), ("intended", np.float64), ("start", np.float64),
-           ("end", np.float64), ("hits", np.int64), ("misses", np.int64),
-           ("keys", np.int64), ("error", object), ("bytes", np.int64))
+# Buffered tuple layout (a Sample's fields, then the origin: Recorder.record_sample) and
+# column dtypes; names (None) are coded apart, see _NameCodes.
+_FIELDS = (("name", None), ("start", np.float64), ("end", np.float64), ("hits", np.int64),
+           ("misses", np.int64), ("keys", np.int64), ("error", object), ("bytes", np.int64),
+           ("intended", np.float64))
 _ARRAYS = ("intended", "latency_s", "service_s", "bin", "code", "errors")
 
 
 def bench_record_overhead(n: int = 200_000) -> dict[str, float]:
-    """Cost per sample of record() + flush() against a plain list.append of the same tuple.
+    """Cost per sample of record_sample() + flush() against a plain list.append of the
+    same tuple (a sample's fields and its origin).
 
     Used by `bench selftest`: the recorder must stay a small multiple of an append, far
     below the cost of the cache operation being measured.
     """
     names = ("get", "get_multi", "set", "delete")
     base = time.perf_counter()
-    samples = [(names[i % 4], base + i * 1e-5, base + i * 1e-5, base + i * 1e-5 + 2e-4,
-                1, 0, 1, None if i % 100 else "timeout", 100) for i in range(n)]
+    samples = [((names[i % 4], base + i * 1e-5, base + i * 1e-5 + 2e-4, 1, 0, 1,
+                 None if i % 100 else "timeout", 100), base + i * 1e-5) for i in range(n)]
     plain: list[tuple[Any, ...]] = []
     t0 = time.perf_counter()
-    for s in samples:
-        plain.append((s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]))
+    for sample, origin in samples:
+        plain.append(sample + (origin,))
     t1 = time.perf_counter()
     recorder = Recorder()
-    for s in samples:
-        recorder.record(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8])
+    for sample, origin in samples:
+        recorder.record_sample(sample, origin)  # type: ignore[arg-type]
     t2 = time.perf_counter()
     recorder.flush(t2, final=True)
     t3 = time.perf_counter()
