@@ -55,7 +55,8 @@ def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
     start, so a stall shows in the tail (no coordinated omission). An op that waits
     client-side (regeneration after a miss, a lock's hold time) is parked until its
     wait is over, and its follow-up calls are due then; the schedule goes on meanwhile.
-    Trace ops carry their own start (`op.at`, seconds after `first`).
+    Trace ops carry their own start (`op.at`, seconds after `first`). Nothing due at or
+    after `end` is sent: neither the next op nor a parked op's follow-up.
     """
     record = recorder.record_sample
     parked: list[tuple[float, int, Steps]] = []
@@ -63,11 +64,11 @@ def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
     for op in ops:
         if op.at is not None:
             intended = first + op.at
+        if intended >= end:
+            break
         while parked and parked[0][0] <= intended:
             due, _, steps = heapq.heappop(parked)
             ticket = _step(steps, due, parked, ticket, record, clock, sleep)
-        if intended >= end:
-            break
         ticket = _step(executor.begin(op), intended, parked, ticket, record, clock, sleep)
         intended += next(gaps)
     while parked and parked[0][0] < end:
