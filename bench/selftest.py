@@ -40,7 +40,8 @@ from bench.results.recorder import Interval, OpInterval, Recorder
 from bench.results.rundir import RunWriter
 from bench.scenario.model import load_scenario
 from bench.targets import open_target, parse_target
-from bench.workload.ops import Executor, Workload
+from bench.workload.executor import Executor
+from bench.workload.ops import Workload
 
 GENERATED_OPS = 200_000
 EXECUTED_OPS = 20_000
@@ -131,23 +132,24 @@ def generation_share(scenario_name: str, url: str, ops: int = GENERATED_OPS) -> 
 
 
 def bench_record_overhead(n: int = 200_000) -> dict[str, float]:
-    """Cost per sample of record() + flush() against a plain list.append of the same tuple.
+    """Cost per sample of record_sample() + flush() against a plain list.append of the
+    same tuple (a sample's fields and its origin).
 
-    The recorder must stay a small multiple of an append, far below the cost of the cache
-    operation being measured.
+    Used by `bench selftest`: the recorder must stay a small multiple of an append, far
+    below the cost of the cache operation being measured.
     """
     names = ("get", "get_multi", "set", "delete")
     base = time.perf_counter()
-    samples = [(names[i % 4], base + i * 1e-5, base + i * 1e-5, base + i * 1e-5 + 2e-4,
-                1, 0, 1, None if i % 100 else "timeout", 100) for i in range(n)]
+    samples = [((names[i % 4], base + i * 1e-5, base + i * 1e-5 + 2e-4, 1, 0, 1,
+                 None if i % 100 else "timeout", 100), base + i * 1e-5) for i in range(n)]
     plain: list[tuple[Any, ...]] = []
     t0 = time.perf_counter()
-    for s in samples:
-        plain.append((s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]))
+    for sample, origin in samples:
+        plain.append(sample + (origin,))
     t1 = time.perf_counter()
     recorder = Recorder()
-    for s in samples:
-        recorder.record(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8])
+    for sample, origin in samples:
+        recorder.record_sample(sample, origin)  # type: ignore[arg-type]
     t2 = time.perf_counter()
     recorder.flush(t2, final=True)
     t3 = time.perf_counter()

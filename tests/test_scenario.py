@@ -23,7 +23,8 @@ from bench.scenario.model import (SCENARIO_DIRS, Scenario, load_scenario, parse_
                             scenario_names)
 from bench.scenario.preview import preview
 from bench.targets import open_target, parse_target
-from bench.workload.ops import BLOCK_OPS, Executor, Workload
+from bench.workload.executor import Executor
+from bench.workload.ops import BLOCK_OPS, Workload
 
 TESTS = Path(__file__).parent
 BAD = sorted((TESTS / "scenarios_bad").glob("*.yaml"))

@@ -13,8 +13,9 @@ from redis.crc import key_slot
 from bench.scenario import keys as mwkeys
 from bench.scenario.model import Scenario, load_scenario, parse_scenario
 from bench.targets import open_target, parse_target, server_stats
-from bench.workload.ops import (BLOCK_OPS, PURGE_PREFIX, Executor, Op, Sample, Workload,
-                            segment_layout)
+from bench.workload.executor import Executor, Sample
+from bench.workload.ops import BLOCK_OPS, Op, Workload
+from bench.workload.values import PURGE_PREFIX, segment_layout
 
 READS = ("get", "get_multi", "hget")
 

@@ -2,7 +2,7 @@
 
 `driver.py` builds a `RunConfig` in the orchestrating process; it travels as JSON in an
 environment variable to the Locust master, which forwards it to every worker (Locust
-custom arguments), where `loadgen.py` reads it back. One definition keeps both ends of
+custom arguments), where `users.py` reads it back. One definition keeps both ends of
 that hand-over in step.
 """
 

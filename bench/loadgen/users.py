@@ -1,4 +1,4 @@
-"""The Locust side of a run: cache users, their pacing, and the interval plumbing.
+"""The Locust side of a run: cache users, their process's state, and Locust's hooks.
 
 This module is imported only inside Locust processes (through `bench/loadgen/locustfile.py`),
 never by `bench run` itself: importing Locust monkey-patches the standard library for
@@ -9,10 +9,13 @@ Who does what, per Locust process role:
 - every process that runs users (local runner or worker) has one `ProcessLoad`: the
   workload, one `Recorder` shared by its users (greenlets are cooperative, so no lock),
   and a greenlet that closes intervals and ships them;
-- the process that owns the run directory (local runner or master) has one `RunSink`:
-  it merges the intervals of all sources by start time, writes them as they become
-  complete, snapshots server counters at the start and end of the measured window, and
-  finishes the run directory.
+- the process that owns the run directory (local runner or master) has one `RunSink`
+  (`sink.py`): it merges the intervals of all sources by start time, writes them as they
+  become complete, snapshots server counters at the start and end of the measured window,
+  and finishes the run directory.
+
+When each user sends its ops is `pacing.py`'s job (no Locust in it, so it is unit-tested
+alone); this module runs it on gevent's clock.
 
 Latency never goes through Locust's per-request event (one event per cache op costs
 more than the op). Locust's statistics, which feed its web UI and console, are updated
@@ -23,12 +26,9 @@ the real ones even though its own per-request rounding is too coarse for a cache
 from __future__ import annotations
 
 import gc
-import heapq
 import logging
-import math
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -38,25 +38,17 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
-from bench.results import rundir
+from bench.loadgen.pacing import TIMER_SLACK_S, arrival_gaps, run_closed_loop, run_open_loop
 from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
+from bench.loadgen.sink import LOCAL_SOURCE, MSG_DONE, MSG_INTERVAL, RunSink, measure_start
 from bench.results.histograms import recorded_values
 from bench.results.recorder import Interval, Recorder
 from bench.scenario.model import Scenario
-from bench.targets import open_target, parse_target, server_stats
-from bench.workload.ops import Executor, Op, Steps, Workload
+from bench.targets import open_target, parse_target
+from bench.workload.executor import Executor
+from bench.workload.ops import Workload
 
-MSG_INTERVAL = "cachebench_interval"
-MSG_DONE = "cachebench_done"
-LOCAL_SOURCE = "local"
 FLUSH_EVERY_S = 0.25
-#: An interval is written once every source reported it, or this long after it ended.
-INTERVAL_GRACE_S = 3.0
-#: gevent's timers fire up to one event-loop tick (about 1 ms) late. Sleeping this much
-#: less and measuring from min(intended, actual start) keeps that tick out of latency:
-#: an op may start up to this early, but is never measured from a time after it started.
-TIMER_SLACK_S = 0.001
-ARRIVAL_BATCH = 4096
 GC_YOUNG_THRESHOLD = 50_000
 #: After the measured window, how long a process waits for users that never came.
 IDLE_GRACE_S = 2.0
@@ -85,87 +77,6 @@ def _config(environment: Any) -> RunConfig:
     if not text:
         raise RuntimeError("no cachebench configuration: start Locust through `bench run`")
     return RunConfig.from_json(text)
-
-
-# --------------------------------------------------------------------------- pacing
-
-
-def arrival_gaps(rate_per_user: float, arrival: str, rng: np.random.Generator) -> Iterator[float]:
-    """Seconds between intended starts: exponential (Poisson process) or constant."""
-    mean = 1.0 / rate_per_user
-    while True:
-        if arrival == "poisson":
-            batch = rng.exponential(mean, ARRIVAL_BATCH)
-        else:
-            batch = np.full(ARRIVAL_BATCH, mean)
-        yield from batch.tolist()
-
-
-def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
-                  gaps: Iterator[float], first: float, end: float) -> None:
-    """Send ops on a schedule of intended start times until `end` (perf_counter s).
-
-    The schedule never waits for the server: after a stall the user sends back to back
-    until it has caught up, and each op's latency counts from when it was meant to
-    start, so a stall shows in the tail (no coordinated omission). An op that waits
-    client-side (regeneration after a miss, a lock's hold time) is parked until its
-    wait is over, and its follow-up calls are due then; the schedule goes on meanwhile.
-    Trace ops carry their own start (`op.at`, seconds after `first`).
-    """
-    record, clock, sleep = recorder.record, time.perf_counter, gevent.sleep
-    parked: list[tuple[float, int, Steps]] = []
-    intended, ticket = first, 0
-    for op in ops:
-        if op.at is not None:
-            intended = first + op.at
-        while parked and parked[0][0] <= intended:
-            due, _, steps = heapq.heappop(parked)
-            ticket = _step(steps, due, parked, ticket, record, clock, sleep)
-        if intended >= end:
-            break
-        ticket = _step(executor.begin(op), intended, parked, ticket, record, clock, sleep)
-        intended += next(gaps)
-    while parked and parked[0][0] < end:
-        due, _, steps = heapq.heappop(parked)
-        ticket = _step(steps, due, parked, ticket, record, clock, sleep)
-
-
-def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], ticket: int,
-          record: Any, clock: Any, sleep: Any) -> int:
-    """Run one step of an op at its due time, record its calls, park it if it waits."""
-    wait = due - clock() - TIMER_SLACK_S
-    if wait > 0:
-        sleep(wait)
-    done = len(steps.samples)
-    pause = steps.advance()
-    _record_samples(record, steps.samples[done:], due)
-    if pause is not None:
-        heapq.heappush(parked, (clock() + pause, ticket, steps))
-        ticket += 1
-    return ticket
-
-
-def run_closed_loop(ops: Iterator[Any], executor: Executor, recorder: Recorder,
-                    think_s: float, end: float) -> None:
-    """Send the next op as soon as the previous one finished (plus think time)."""
-    record, execute, clock, sleep = recorder.record, executor.execute, time.perf_counter, gevent.sleep
-    for op in ops:
-        if clock() >= end:
-            return
-        samples = execute(op)
-        if samples:
-            _record_samples(record, samples, samples[0][1])
-        if think_s > 0:
-            sleep(think_s)
-        elif not samples:
-            sleep(0)
-
-
-def _record_samples(record: Any, samples: list[tuple], intended: float) -> None:
-    """The first call of an op is measured from its intended start, follow-ups from their own."""
-    for i, (name, start, end, hits, misses, keys, error, nbytes) in enumerate(samples):
-        origin = min(intended, start) if i == 0 else start
-        record(name, origin, start, end, hits, misses, keys, error, nbytes)
 
 
 # --------------------------------------------------------------------------- users side
@@ -336,10 +247,12 @@ class CacheUser(User):
             gaps = arrival_gaps(rate_per_user, cfg.load.arrival, rng)
             # + TIMER_SLACK_S: an op may start that much early, never before the load does
             first = load.load_start + TIMER_SLACK_S + rng.uniform(0, 1.0 / rate_per_user)
-            run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end)
+            run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end,
+                          clock=time.perf_counter, sleep=gevent.sleep)
         else:
             gevent.sleep(max(0.0, load.load_start - time.perf_counter()))
-            run_closed_loop(self.ops, self.executor, load.recorder, cfg.load.think_s, load.end)
+            run_closed_loop(self.ops, self.executor, load.recorder, cfg.load.think_s, load.end,
+                            clock=time.perf_counter, sleep=gevent.sleep)
         raise StopUser()
 
     def on_stop(self) -> None:
@@ -347,107 +260,6 @@ class CacheUser(User):
             self.target.close()
         if getattr(self, "load", None) is not None:
             self.load.user_finished()
-
-
-# --------------------------------------------------------------------------- run-directory side
-
-
-class RunSink:
-    """Merges intervals from every source and writes the run directory as they complete."""
-
-    current: RunSink | None = None
-
-    def __init__(self, environment: Any, cfg: RunConfig, sources: int,
-                 measure_from: float) -> None:
-        self.environment = environment
-        self.cfg = cfg
-        self.sources = sources
-        self.target_info = parse_target(cfg.target_url)
-        self.stats_before: dict[str, Any] = {}
-        if cfg.load.warmup_s > 0:  # as close to the window's start as load allows
-            gevent.spawn_later(max(0.0, measure_from - time.time()), self._snapshot_before)
-        else:  # before the first op: the deltas then cover exactly the measured ops
-            self._snapshot_before()
-        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time())
-        self.measured_from = measure_from
-        self.pending: dict[float, tuple[Interval, set[str]]] = {}
-        self.done: set[str] = set()
-        self.finished = False
-        self._ticker = gevent.spawn(self._tick_loop)
-
-    def _snapshot_before(self) -> None:
-        """Server counters at the start of the measured window (after warm-up), so their
-        deltas cover the same commands as the harness's counts."""
-        self.stats_before = rundir.stats_snapshot(server_stats(self.target_info), time.time())
-
-    def receive(self, kind: str, interval: Interval | None, source: str,
-                aborted: str | None = None) -> None:
-        """An interval (MSG_INTERVAL) or the end of a source's measurements (MSG_DONE;
-        `aborted` says why a source could not run at all, which aborts the run)."""
-        if self.finished:
-            return
-        if kind == MSG_DONE and aborted:
-            self.finish("aborted", reason=f"{source}: {aborted}")
-        elif kind == MSG_INTERVAL and interval is not None:
-            self._add(interval, source)
-        elif kind == MSG_DONE:
-            self.done.add(source)
-            if len(self.done) >= self.sources:
-                self.finish("completed")
-
-    def _add(self, interval: Interval, source: str) -> None:
-        merged, seen = self.pending.get(interval.start, (None, set()))
-        if merged is None:
-            merged = interval
-        else:
-            merged.merge(interval)
-        seen.add(source)
-        self.pending[interval.start] = (merged, seen)
-
-    def _write_due(self, everything: bool = False) -> None:
-        now = time.time()
-        for start in sorted(self.pending):
-            interval, seen = self.pending[start]
-            complete = len(seen | self.done) >= self.sources
-            overdue = now > start + interval.length + INTERVAL_GRACE_S
-            if not (everything or complete or overdue):
-                break
-            self.writer.write_interval(interval)
-            del self.pending[start]
-
-    def _tick_loop(self) -> None:
-        while not self.finished:
-            gevent.sleep(0.5)
-            self._write_due()
-
-    def finish(self, status: str, reason: str | None = None) -> None:
-        """Write what is left, the server counters after, and close the run directory."""
-        if self.finished:
-            return
-        self.finished = True
-        self._write_due(everything=True)
-        after = rundir.stats_snapshot(server_stats(self.target_info), time.time())
-        self.writer.write_server_stats(self.stats_before, after, self.target_info.kind)
-        measured_to = min(time.time(), self.measured_from + self.cfg.load.duration_s)
-        self.writer.info["measured"] = {"from": self.measured_from,
-                                        "to": max(measured_to, self.measured_from)}
-        self.writer.finish(status, reason=reason)
-        log.info("cachebench: run directory %s %s", self.cfg.run_dir, status)
-        if not self.cfg.ui:
-            gevent.spawn_later(0.1, self.environment.runner.quit)
-
-
-def measure_start(cfg: RunConfig, margin_s: float) -> float:
-    """Epoch second at which measuring starts: on an interval boundary, at least the
-    warm-up plus `margin_s` from now (the time users need to be spawned everywhere).
-
-    Intervals are wall-clock seconds; a window that starts and ends on their boundaries
-    has no partial first or last interval, whose few samples would count as much as a
-    full interval in per-interval statistics (bench compare's rank test). The master
-    decides it for all workers (hosts are assumed NTP-synchronised).
-    """
-    earliest = time.time() + margin_s + cfg.load.warmup_s
-    return float(math.ceil(earliest / cfg.interval_s) * cfg.interval_s)
 
 
 # --------------------------------------------------------------------------- Locust hooks

@@ -2,7 +2,7 @@
 
 Why batched: hdrh's `record_value` is pure Python and costs more than a cache GET on
 localhost, so recording per sample would slow the load generator down and distort
-what it measures. The hot path (`Recorder.record`) is one list append; `flush` turns
+what it measures. The hot path (`Recorder.record_sample`) is one list append; `flush` turns
 the buffered samples into HdrHistograms with numpy once per interval.
 
 Why wall-clock bins: workers on different hosts merge their intervals by start time,
@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -31,9 +31,8 @@ from hdrh.histogram import HdrHistogram
 from bench.results.histograms import (add_histogram, decode_histogram, encode_histogram,
                                       histogram_from_values, new_histogram, to_microseconds)
 
-# A buffered sample: (name, intended, start, end, hits, misses, keys, error, nbytes),
-# times in perf_counter seconds.
-_Sample = tuple[str, float, float, float, int, int, int, "str | None", int]
+if TYPE_CHECKING:  # only the shape: the analyzer side never loads the executor's imports
+    from bench.workload.executor import Sample
 
 
 @dataclass
@@ -138,7 +137,7 @@ class Recorder:
         self.interval_s = float(interval_s)
         wall, perf = origin or (time.time(), time.perf_counter())
         self._epoch_offset = wall - perf
-        self._samples: list[_Sample] = []
+        self._samples: list[tuple[Any, ...]] = []  # a Sample's fields + its origin
         self._append = self._samples.append
         self._chunks: list[_Columns] = []
         self._codes = _NameCodes()
@@ -146,10 +145,21 @@ class Recorder:
         self._open_bin: int | None = None  # the interval open at the last flush
         self._close_at = math.inf  # perf time of the measured window's end
 
+    def record_sample(self, sample: Sample, origin: float) -> None:
+        """Buffer one sample whose latency counts from `origin` (its intended start; times
+        in perf_counter seconds). The hot path: one append.
+
+        What is buffered is a plain tuple, the sample's fields and then `origin`: the
+        cyclic GC stops tracking a tuple of numbers and strings, but never a NamedTuple,
+        so keeping the Sample itself would make every collection walk the whole buffer.
+        """
+        self._append(sample + (origin,))
+
     def record(self, name: str, intended: float, start: float, end: float, hits: int,
                misses: int, keys: int, error: str | None, nbytes: int) -> None:
-        """Buffer one sample (times in perf_counter seconds). The hot path: one append."""
-        self._append((name, intended, start, end, hits, misses, keys, error, nbytes))
+        """`record_sample` from loose fields (for callers that hold no Sample)."""
+        fields = (name, start, end, hits, misses, keys, error, nbytes)  # a Sample's layout
+        self.record_sample(fields, intended)  # type: ignore[arg-type]
 
     def discard_before(self, perf_time: float) -> None:
         """Drop samples whose intended start is before `perf_time` (end of warm-up)."""
@@ -234,7 +244,7 @@ class _Columns:
         return len(self.intended)
 
     @classmethod
-    def from_samples(cls, batch: list[_Sample], epoch_offset: float, interval_s: float,
+    def from_samples(cls, batch: list[tuple[Any, ...]], epoch_offset: float, interval_s: float,
                      codes: _NameCodes, close_at: float = math.inf) -> _Columns:
         """Columns are pulled with `fromiter(map(itemgetter))`: several times faster than
         `zip(*batch)` or an object array for batches of 10^5 tuples."""
@@ -297,8 +307,9 @@ class _Columns:
             **{name: int(column[rows].sum()) for name, column in self.numbers.items()})
 
 
-# Buffered tuple layout and column dtypes; names (None) are coded apart, see _NameCodes.
-_FIELDS = (("name", None), ("intended", np.float64), ("start", np.float64),
-           ("end", np.float64), ("hits", np.int64), ("misses", np.int64),
-           ("keys", np.int64), ("error", object), ("bytes", np.int64))
+# Buffered tuple layout (a Sample's fields, then the origin: Recorder.record_sample) and
+# column dtypes; names (None) are coded apart, see _NameCodes.
+_FIELDS = (("name", None), ("start", np.float64), ("end", np.float64), ("hits", np.int64),
+           ("misses", np.int64), ("keys", np.int64), ("error", object), ("bytes", np.int64),
+           ("intended", np.float64))
 _ARRAYS = ("intended", "latency_s", "service_s", "bin", "code", "errors")
