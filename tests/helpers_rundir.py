@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.results.recorder import Interval, OpInterval, histogram_from_values
+from bench.results.histograms import histogram_from_values
+from bench.results.recorder import Interval, OpInterval
 from bench.results.rundir import RunWriter, stats_snapshot
 
 START = 1_764_072_000.0

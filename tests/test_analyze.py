@@ -13,13 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from bench.analysis.runs import (bench_analyze_speed, default_layout, load_runs,
-                           percentiles_from_counts, summarize, write_summary)
+from bench.analysis.runs import load_runs, summarize, write_summary
 from bench.cli import main
 from bench.output.console import RunDirWatcher, RunProgress, print_summary, task_progress
 from bench.errors import InputError
-from bench.results.recorder import counts_array, histogram_from_values
+from bench.results.histograms import (counts_array, default_layout, histogram_from_values,
+                                      percentiles_from_counts)
 from bench.scenario.slo import parse_slo
+from bench.selftest import bench_analyze_speed
 from helpers_rundir import START, make_run_dir
 
 ONE_TO_1000 = list(range(1, 1001))

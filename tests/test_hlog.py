@@ -12,7 +12,8 @@ import pytest
 
 from bench.errors import InputError
 from bench.results.hlog import HlogWriter, read_hlog
-from bench.results.recorder import add_histogram, counts_array, histogram_from_values, new_histogram
+from bench.results.histograms import (add_histogram, counts_array, histogram_from_values,
+                                      new_histogram)
 
 JAR = "/usr/share/java/hdrhistogram.jar"
 START = 1764072000.0

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.results.recorder import (HIGHEST_US, Interval, OpInterval, Recorder, add_histogram,
-                            bench_record_overhead, counts_array, histogram_from_values,
-                            new_histogram, to_microseconds)
+from bench.results.histograms import (HIGHEST_US, add_histogram, counts_array,
+                                      histogram_from_values, new_histogram, to_microseconds)
+from bench.results.recorder import Interval, OpInterval, Recorder
+from bench.selftest import bench_record_overhead
 
 ORIGIN = (1000.0, 0.0)  # epoch = perf_counter + 1000
 

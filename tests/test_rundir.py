@@ -13,7 +13,8 @@ from bench.errors import InputError, TargetError
 from bench.results.hlog import read_hlog
 from bench.results.rundir import (RUN_JSON, TIMELINE_COLUMNS, TIMELINE_CSV, RunWriter, TimelineRow,
                           new_run_dir, read_run, read_run_info, stats_snapshot)
-from bench.results.recorder import Interval, OpInterval, histogram_from_values
+from bench.results.histograms import histogram_from_values
+from bench.results.recorder import Interval, OpInterval
 
 START = 1764072000.25
 WHEN = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)

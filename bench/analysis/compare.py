@@ -25,8 +25,9 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from bench.analysis.runs import Layout, RunData, TagSeries, load_runs, percentiles_from_counts
+from bench.analysis.runs import RunData, TagSeries, load_runs
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.results.histograms import Layout, percentiles_from_counts, segment_percentiles
 from bench.units import format_ms, format_percent, parse_duration, parse_fraction
 
 STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
@@ -82,12 +83,14 @@ def _dense_rows(series: TagSeries, bins: np.ndarray) -> np.ndarray:
 
 def _row_percentiles(totals: np.ndarray, bins: np.ndarray, percentiles: np.ndarray,
                      layout: Layout) -> np.ndarray:
-    """hdrh percentiles of each row of a (resamples x bins) counts matrix -> (rows x pcts)."""
-    cum = np.cumsum(totals, axis=1)
-    wanted = np.maximum(np.floor(percentiles[None, :] * cum[:, -1:] / 100 + 0.5), 1)
-    position = np.stack([(cum < wanted[:, [j]]).sum(axis=1) for j in range(len(percentiles))],
-                        axis=1)
-    return layout.highest[bins[np.minimum(position, len(bins) - 1)]].astype(np.float64)
+    """hdrh percentiles of each row of a (resamples x bins) counts matrix -> (rows x pcts).
+
+    Each row is handed to `segment_percentiles` as one segment over `bins`: the whole-run
+    and the resampled percentiles are then the same maths.
+    """
+    rows, width = totals.shape
+    return segment_percentiles(np.arange(rows + 1) * width, np.tile(bins, rows),
+                               totals.ravel().round().astype(np.int64), percentiles, layout)
 
 
 def bootstrap_relative_change(baseline: TagSeries, candidate: TagSeries, layout: Layout,

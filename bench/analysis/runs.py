@@ -6,15 +6,13 @@ kept as its non-zero counts only (a few hundred), all intervals of a tag in one
 CSR-like `TagSeries`. Sums, per-interval percentiles and "values <= T" counts are then
 vectorised numpy over those arrays, so analysing an hour takes seconds.
 
-Percentiles follow hdrh exactly (`get_value_at_percentile`: the first counts index where
-the cumulative count reaches `int(p * total / 100 + 0.5)`, reported as that bucket's
-highest equivalent value), and are always computed from merged counts, never averaged.
+Percentiles are always computed from merged counts, never averaged, by the hdrh-exact
+maths of `bench.results.histograms`.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,74 +24,14 @@ from hdrh.histogram import HdrHistogram
 
 from bench.analysis.verdicts import evaluate
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.results.histograms import (Layout, add_sparse, default_layout, latency_stats,
+                                      layout_for, percentiles_from_counts, segment_percentiles,
+                                      sparse_counts)
 from bench.results.hlog import read_hlog
-from bench.results.recorder import Layout, default_layout, layout_for, sparse_counts
 from bench.results.rundir import (SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS, TimelineRow,
                                   read_run)
 from bench.scenario.slo import SloSpec, load_slo, parse_slo
 from bench.vocabulary import ERROR_KINDS, ERROR_OTHER, LOOKUP_OPS
-
-PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
-PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9", "p99.99")
-# Ops that look keys up, so hits and misses mean something (others report null).
-
-
-
-# --- histogram layout and percentiles ---------------------------------------------------
-
-
-def _targets(totals: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
-    """hdrh's target count per (segment, percentile): max(int(p * total / 100 + 0.5), 1)."""
-    p = np.minimum(np.asarray(percentiles, dtype=np.float64), 100.0)
-    raw = np.floor(p[None, :] * totals[:, None].astype(np.float64) / 100 + 0.5)
-    return np.maximum(raw.astype(np.int64), 1)
-
-
-def segment_percentiles(offsets: np.ndarray, idx: np.ndarray, cnt: np.ndarray,
-                        percentiles: Sequence[float], layout: Layout) -> np.ndarray:
-    """Percentiles (0..100) of every segment of a CSR set of sparse histograms, in us.
-
-    Segment s holds indexes idx[offsets[s]:offsets[s+1]] (ascending) with counts cnt[...].
-    Returns an array (segments x percentiles); NaN for an empty segment. Vectorised: one
-    cumulative sum over all segments and one searchsorted, no Python loop per segment.
-    """
-    cum = np.cumsum(cnt, dtype=np.int64)
-    base = np.concatenate(([0], cum))[offsets[:-1]]
-    totals = np.concatenate(([0], cum))[offsets[1:]] - base
-    wanted = base[:, None] + _targets(totals, percentiles)
-    position = np.searchsorted(cum, wanted.ravel(), side="left").reshape(wanted.shape)
-    position = np.minimum(position, max(len(idx) - 1, 0))
-    values = layout.highest[idx[position]].astype(np.float64) if len(idx) else \
-        np.zeros(wanted.shape)
-    zero = np.asarray(percentiles) == 0
-    if zero.any() and len(idx):  # hdrh reports the lowest equivalent value at p0
-        values[:, zero] = layout.lowest[idx[position[:, zero]]]
-    values[totals == 0] = np.nan
-    return values
-
-
-def percentiles_from_counts(counts: np.ndarray, percentiles: Sequence[float],
-                            layout: Layout | None = None) -> np.ndarray:
-    """Percentiles (0..100) of a dense counts array in us, equal to hdrh's
-    `get_value_at_percentile` (highest equivalent value); NaN where the array is empty."""
-    layout = layout or default_layout()
-    idx = np.flatnonzero(counts)
-    cnt = np.asarray(counts)[idx].astype(np.int64)
-    return segment_percentiles(np.array([0, len(idx)]), idx, cnt, percentiles, layout)[0]
-
-
-def latency_stats(counts: np.ndarray, layout: Layout) -> dict[str, float | None]:
-    """p50 ... p99.99, max and mean of a dense counts array, as summary.json has them."""
-    total = int(counts.sum())
-    if not total:
-        return dict.fromkeys((*PERCENTILE_KEYS, "max", "mean"))
-    values = percentiles_from_counts(counts, PERCENTILES, layout)
-    stats: dict[str, float | None] = {k: int(v) for k, v in zip(PERCENTILE_KEYS, values)}
-    nonzero = np.flatnonzero(counts)
-    stats["max"] = int(layout.highest[nonzero[-1]])
-    stats["mean"] = float(np.dot(counts[nonzero].astype(np.float64),
-                                 layout.median[nonzero]) / total)
-    return stats
 
 
 # --- per-tag series of sparse interval histograms ----------------------------------------
@@ -119,7 +57,7 @@ class TagSeries:
               counts_len: int) -> TagSeries:
         """From {interval position: [(idx, cnt), ...]}; pieces of one interval are added."""
         order = sorted(pieces)
-        merged = [_add_sparse(pieces[i]) for i in order]
+        merged = [add_sparse(pieces[i]) for i in order]
         lengths = [len(m[0]) for m in merged]
         return cls(interval=np.asarray(order, dtype=np.int64),
                    offsets=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
@@ -153,16 +91,6 @@ class TagSeries:
             out[self.interval] = segment_percentiles(self.offsets, self.idx, self.cnt,
                                                      percentiles, layout)
         return out
-
-
-def _add_sparse(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Add sparse histograms (same layout): union of indexes, counts summed, ascending."""
-    if len(pieces) == 1:
-        return pieces[0]
-    idx = np.concatenate([p[0] for p in pieces])
-    cnt = np.concatenate([p[1] for p in pieces])
-    unique, inverse = np.unique(idx, return_inverse=True)
-    return unique, np.bincount(inverse, weights=cnt).round().astype(np.int64)
 
 
 # --- loading run directories -----------------------------------------------------------
@@ -441,58 +369,3 @@ def command(args: Any) -> int:
     else:
         print_summary(summary)
     return exit_code(summary)
-
-
-# --- speed benchmark --------------------------------------------------------------------
-
-
-SYNTHETIC_OPS = ("get", "get_multi", "set", "add", "delete", "incr", "touch", "replace")
-
-
-def write_synthetic_run(path: Path, n_intervals: int, n_ops: int, seed: int = 1,
-                        start: float = 1_764_072_000.0) -> None:
-    """A run directory of `n_intervals` 1 s intervals x `n_ops` ops, lognormal latencies.
-
-    A pool of 16 distinct histograms per op is cycled, so writing stays quick while the
-    analysis still decodes every line of the log.
-    """
-    from bench.results.recorder import Interval, OpInterval, histogram_from_values
-    from bench.results.rundir import RunWriter
-
-    rng = np.random.default_rng(seed)
-    ops = [SYNTHETIC_OPS[i % len(SYNTHETIC_OPS)] + ("" if i < len(SYNTHETIC_OPS) else f"{i}")
-           for i in range(n_ops)]
-    pool = {op: [histogram_from_values(np.clip(rng.lognormal(5.5, 0.6, 1000), 1, 6e7)
-                                       .astype(np.int64)) for _ in range(16)] for op in ops}
-    info = {"scenario": {"name": "synthetic"}, "target": None, "interval_s": 1.0}
-    with RunWriter(path, info, start) as writer:
-        for i in range(n_intervals):
-            hists = {op: pool[op][i % 16] for op in ops}
-            writer.write_interval(Interval(start + i, 1.0, {
-                op: OpInterval(latency=h, service=h, count=h.total_count, keys=h.total_count)
-                for op, h in hists.items()}))
-        writer.finish("completed", ended=start + n_intervals)
-
-
-def bench_analyze_speed(n_intervals: int = 3600, n_ops: int = 8) -> dict[str, float]:
-    """Time the analysis of a synthetic run of `n_intervals` x `n_ops` x 2 tags.
-
-    `budget_ratio` is the analysis time over 1% of the simulated run time: below 1.0
-    meets the budget (an hour analysed in under 36 s).
-    """
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "run"
-        began = time.perf_counter()
-        write_synthetic_run(run_dir, n_intervals, n_ops)
-        written = time.perf_counter()
-        run = load_runs([run_dir])
-        summary = summarize(run, None)
-        for series in run.latency.values():  # what plots and compare ask for
-            series.percentiles(PERCENTILES, run.n_intervals, run.layout)
-        analysed = time.perf_counter()
-    seconds = analysed - written
-    return {"intervals": n_intervals, "ops": n_ops, "histograms": n_intervals * n_ops * 2,
-            "write_s": written - began, "analyze_s": seconds,
-            "budget_ratio": seconds / (0.01 * n_intervals), "count": summary["total"]["count"]}

@@ -40,7 +40,8 @@ from locust.stats import StatsEntry, StatsError, bucket_response_time
 
 from bench.results import rundir
 from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
-from bench.results.recorder import Interval, Recorder, recorded_values
+from bench.results.histograms import recorded_values
+from bench.results.recorder import Interval, Recorder
 from bench.scenario.model import Scenario
 from bench.targets import open_target, parse_target, server_stats
 from bench.workload.ops import Executor, Op, Steps, Workload

@@ -26,9 +26,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from bench.analysis.runs import percentiles_from_counts
 from bench.analysis.verdicts import describe_windows, failures
-from bench.results.recorder import counts_array
+from bench.results.histograms import counts_array, percentiles_from_counts
 from bench.results.hlog import parse_interval
 from bench.results.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_CSV, TimelineRow
 from bench.units import format_ms, format_percent, format_times, format_us, format_whole

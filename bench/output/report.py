@@ -21,9 +21,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bench.analysis.runs import RunData, load_runs, percentiles_from_counts, slo_for, summarize
+from bench.analysis.runs import RunData, load_runs, slo_for, summarize
 from bench.analysis.verdicts import describe_windows, failures
 from bench.errors import InputError
+from bench.results.histograms import percentiles_from_counts
 from bench.units import format_ms, format_percent, format_times, format_us, format_whole
 from bench.vocabulary import ERROR_KINDS, LOOKUP_OPS
 

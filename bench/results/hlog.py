@@ -20,24 +20,21 @@ so callers pass a `start_time` at or before the first interval start.
 from __future__ import annotations
 
 import re
-import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, NamedTuple, TextIO
 
-from hdrh.codec import HdrCookieException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
 from bench.errors import InputError
-from bench.results.recorder import counts_array
+from bench.results.histograms import decode_histogram, encode_histogram
 
-__all__ = ["FORMAT_VERSION", "HlogEntry", "HlogWriter", "counts_array", "read_hlog"]
+__all__ = ["FORMAT_VERSION", "HlogEntry", "HlogWriter", "parse_interval", "read_hlog"]
 
 FORMAT_VERSION = "1.3"
 _LEGEND = '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"'
 _TAG = re.compile(r"[^,\s]+")
 _TIME_HEADER = re.compile(r"#\[(StartTime|BaseTime): *([-+0-9.eE]+)")
-_DECODE_ERRORS = (ValueError, TypeError, zlib.error, HdrCookieException, HdrLengthException)
 
 
 class HlogEntry(NamedTuple):
@@ -76,9 +73,8 @@ class HlogWriter:
         if not _TAG.fullmatch(tag):
             raise ValueError(f"hlog tag must be non-empty without commas or spaces: {tag!r}")
         max_ms = histogram.get_max_value() / 1000
-        encoded = histogram.encode().decode("ascii")
         self._file.write(f"Tag={tag},{start_epoch - self._base:.3f},{length_s:.3f},"
-                         f"{max_ms:.3f},{encoded}\n")
+                         f"{max_ms:.3f},{encode_histogram(histogram)}\n")
 
     def flush(self) -> None:
         """Push written lines to the OS, so readers (and a crash) see whole lines."""
@@ -139,8 +135,4 @@ def parse_interval(text: str, base: float) -> HlogEntry:
         raise ValueError(f"expected [Tag=...,]start,length,max,histogram, "
                          f"got {len(fields)} fields")
     start, length, _max = (float(f) for f in fields[:3])
-    try:
-        histogram = HdrHistogram.decode(fields[3])
-    except _DECODE_ERRORS as exc:
-        raise ValueError(f"undecodable histogram: {exc or type(exc).__name__}") from None
-    return HlogEntry(tag, round(base + start, 3), length, histogram)
+    return HlogEntry(tag, round(base + start, 3), length, decode_histogram(fields[3]))

@@ -22,151 +22,18 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 60_000_000
-SIGNIFICANT_FIGURES = 3
-# Float noise in (end - start) * 1e6 is far below 1 ns; without this tolerance an exact
-# 100 us difference computed as 100.0000000001 would round up to 101 us.
-_ROUNDING_TOLERANCE_US = 1e-3
+from bench.results.histograms import (add_histogram, decode_histogram, encode_histogram,
+                                      histogram_from_values, new_histogram, to_microseconds)
 
 # A buffered sample: (name, intended, start, end, hits, misses, keys, error, nbytes),
 # times in perf_counter seconds.
 _Sample = tuple[str, float, float, float, int, int, int, "str | None", int]
-
-
-def new_histogram() -> HdrHistogram:
-    """An empty histogram with the harness-wide range: 1 us .. 60 s, 3 significant digits."""
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
-
-
-def counts_array(histogram: HdrHistogram) -> np.ndarray:
-    """A writable numpy view (uint64, no copy) of the histogram's counts.
-
-    Lets the recorder fill and the analyzer read histograms without Python loops.
-    """
-    return np.ctypeslib.as_array(histogram.counts)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The value range each counts-array index stands for, for one histogram configuration."""
-
-    lowest: np.ndarray   # lowest equivalent value of each index (us)
-    highest: np.ndarray  # highest equivalent value: what hdrh reports for a percentile
-    median: np.ndarray   # middle of the range: what hdrh's mean uses
-    histogram: HdrHistogram = field(repr=False)  # an empty one, to map values to indexes
-
-    @property
-    def counts_len(self) -> int:
-        """Length of a dense counts array."""
-        return len(self.lowest)
-
-    def index_of(self, value_us: int) -> int:
-        """Counts index holding `value_us` (values above the range map to the last index)."""
-        return min(self.histogram.get_counts_array_index(int(value_us)), self.counts_len - 1)
-
-
-@lru_cache(maxsize=8)
-def layout_for(lowest: int, highest: int, significant_figures: int) -> Layout:
-    """Layout of `HdrHistogram(lowest, highest, significant_figures)`, vectorised from hdrh's
-    `get_value_from_index` and `get_highest_equivalent_value`."""
-    hist = HdrHistogram(lowest, highest, significant_figures)
-    index = np.arange(hist.counts_len, dtype=np.int64)
-    bucket = (index >> hist.sub_bucket_half_count_magnitude) - 1
-    sub_bucket = (index & (hist.sub_bucket_half_count - 1)) + hist.sub_bucket_half_count
-    first = bucket < 0
-    sub_bucket[first] -= hist.sub_bucket_half_count
-    bucket[first] = 0
-    low = sub_bucket << (bucket + hist.unit_magnitude)
-    size = np.int64(1) << (bucket + hist.unit_magnitude)
-    return Layout(lowest=low, highest=low + size - 1, median=low + (size >> 1), histogram=hist)
-
-
-def default_layout() -> Layout:
-    """The harness-wide layout: 1 us .. 60 s, 3 significant digits (recorder.new_histogram)."""
-    hist = new_histogram()
-    return layout_for(hist.lowest_trackable_value, hist.highest_trackable_value,
-                      hist.significant_figures)
-
-
-def sparse_counts(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """(non-zero indexes, their counts) of a histogram, read through a numpy view."""
-    dense = counts_array(histogram)
-    idx = np.flatnonzero(dense)
-    return idx, dense[idx].astype(np.int64)
-
-
-def recorded_values(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """(lowest equivalent value in us, count) of every non-zero bucket, without a Python loop.
-
-    hdrh's `get_recorded_iterator` walks all 17,408 counters in Python; this reads them
-    through numpy, for consumers that need a histogram's shape once per interval.
-    """
-    idx, cnt = sparse_counts(histogram)
-    return default_layout().lowest[idx], cnt
-
-
-def counts_indexes(histogram: HdrHistogram, values: np.ndarray) -> np.ndarray:
-    """Counts-array index of each value: hdrh's `_counts_index_for`, vectorised.
-
-    `values` must be integers in the histogram's range (so below 2**53, where float64
-    is exact and `frexp` gives the bit length).
-    """
-    values = np.asarray(values, dtype=np.int64)
-    bit_length = np.frexp((values | histogram.sub_bucket_mask).astype(np.float64))[1]
-    bucket = bit_length.astype(np.int64) - histogram.unit_magnitude \
-        - (histogram.sub_bucket_half_count_magnitude + 1)
-    sub_bucket = values >> (bucket + histogram.unit_magnitude)
-    return ((bucket + 1) << histogram.sub_bucket_half_count_magnitude) \
-        + sub_bucket - histogram.sub_bucket_half_count
-
-
-def histogram_from_values(values_us: np.ndarray) -> HdrHistogram:
-    """A histogram holding `values_us` (ints within [1 us, 60 s]); equal to record_value each."""
-    histogram = new_histogram()
-    if len(values_us):
-        values = np.asarray(values_us, dtype=np.int64)
-        index = counts_indexes(histogram, values)
-        counts_array(histogram)[:] += np.bincount(index, minlength=histogram.counts_len) \
-            .astype(np.uint64)
-        histogram.total_count = len(values)
-        histogram.min_value = int(values.min())
-        histogram.max_value = int(values.max())
-    return histogram
-
-
-def add_histogram(target: HdrHistogram, other: HdrHistogram) -> None:
-    """Add `other` into `target` (same layout); unlike hdrh's `add`, keeps the min right.
-
-    hdrh's `add` takes `min(target.get_min_value(), ...)`, which is 0 for an empty target,
-    so a merged histogram would report a minimum of 0 us.
-    """
-    if (target.counts_len, target.unit_magnitude, target.sub_bucket_count) != \
-            (other.counts_len, other.unit_magnitude, other.sub_bucket_count):
-        raise ValueError("cannot add histograms with different ranges or precision")
-    if other.total_count:
-        counts_array(target)[:] += counts_array(other)
-        target.total_count += other.total_count
-        target.min_value = min(target.min_value, other.min_value)
-        target.max_value = max(target.max_value, other.max_value)
-
-
-def to_microseconds(seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Durations rounded up to whole microseconds and clamped to the histogram range.
-
-    Returns (values, clamped_mask). Rounding up: a 0.4 us operation took *some* time,
-    so it is 1 us, never 0; HdrHistogram values are "at most" anyway.
-    """
-    raw = np.ceil(np.asarray(seconds, dtype=np.float64) * 1e6 - _ROUNDING_TOLERANCE_US)
-    clamped = (raw < LOWEST_US) | (raw > HIGHEST_US)
-    return np.clip(raw, LOWEST_US, HIGHEST_US).astype(np.int64), clamped
 
 
 @dataclass
@@ -200,16 +67,16 @@ class OpInterval:
     def to_message(self) -> dict[str, Any]:
         """JSON-able form; histograms as their compressed base64 encoding."""
         message: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
-        message.update(latency=self.latency.encode().decode("ascii"),
-                       service=self.service.encode().decode("ascii"),
+        message.update(latency=encode_histogram(self.latency),
+                       service=encode_histogram(self.service),
                        errors=dict(self.errors))
         return message
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> OpInterval:
         """Inverse of `to_message`."""
-        return cls(latency=HdrHistogram.decode(message["latency"]),
-                   service=HdrHistogram.decode(message["service"]),
+        return cls(latency=decode_histogram(message["latency"]),
+                   service=decode_histogram(message["service"]),
                    errors=dict(message["errors"]),
                    **{name: int(message[name]) for name in _COUNTERS})
 
@@ -435,30 +302,3 @@ _FIELDS = (("name", None), ("intended", np.float64), ("start", np.float64),
            ("end", np.float64), ("hits", np.int64), ("misses", np.int64),
            ("keys", np.int64), ("error", object), ("bytes", np.int64))
 _ARRAYS = ("intended", "latency_s", "service_s", "bin", "code", "errors")
-
-
-def bench_record_overhead(n: int = 200_000) -> dict[str, float]:
-    """Cost per sample of record() + flush() against a plain list.append of the same tuple.
-
-    Used by `bench selftest`: the recorder must stay a small multiple of an append, far
-    below the cost of the cache operation being measured.
-    """
-    names = ("get", "get_multi", "set", "delete")
-    base = time.perf_counter()
-    samples = [(names[i % 4], base + i * 1e-5, base + i * 1e-5, base + i * 1e-5 + 2e-4,
-                1, 0, 1, None if i % 100 else "timeout", 100) for i in range(n)]
-    plain: list[tuple[Any, ...]] = []
-    t0 = time.perf_counter()
-    for s in samples:
-        plain.append((s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]))
-    t1 = time.perf_counter()
-    recorder = Recorder()
-    for s in samples:
-        recorder.record(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8])
-    t2 = time.perf_counter()
-    recorder.flush(t2, final=True)
-    t3 = time.perf_counter()
-    append_ns, record_ns, flush_ns = ((b - a) * 1e9 / n for a, b in ((t0, t1), (t1, t2), (t2, t3)))
-    return {"samples": n, "append_ns": append_ns, "record_ns": record_ns,
-            "flush_ns": flush_ns, "per_sample_ns": record_ns + flush_ns,
-            "ratio_to_append": (record_ns + flush_ns) / append_ns}
