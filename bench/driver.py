@@ -35,6 +35,7 @@ from bench.scenario.slo import SloSpec, load_slo
 from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
                            unsupported_ops)
 from bench.units import parse_duration, parse_rate
+from bench.vocabulary import entry_op
 from bench.workload.ops import Workload
 
 LOCUSTFILE = Path(__file__).parent / "loadgen" / "locustfile.py"
@@ -115,8 +116,9 @@ def check_ops_supported(scenario: Scenario, info: TargetInfo) -> None:
     unsupported = unsupported_ops(info)
     for space in scenario.keyspaces:
         for name, entry in space.mix.items():
-            if (entry.op or name) in unsupported:
-                raise InputError(f"{entry.op or name} needs a Redis target, got {info.redacted}",
+            op = entry_op(name, entry)
+            if op in unsupported:
+                raise InputError(f"{op} needs a Redis target, got {info.redacted}",
                                  file=scenario.source,
                                  field=f"keyspaces.{space.name}.mix.{name}")
 

@@ -40,6 +40,7 @@ from bench.results.recorder import Interval, OpInterval, Recorder
 from bench.results.rundir import RunWriter
 from bench.scenario.model import load_scenario
 from bench.targets import open_target, parse_target
+from bench.units import format_percent, format_times, format_whole
 from bench.workload.executor import Executor
 from bench.workload.ops import Workload
 
@@ -215,25 +216,26 @@ def measure(url: str, seconds: float, say: Console) -> list[tuple[str, str, str]
     harness = harness_gets_per_s(url, seconds, users=8)
     plain_b = plain_gets_per_s(node, seconds)
     plain = (plain_a + plain_b) / 2
-    rows = [("plain pymemcache loop, 1 connection", f"{plain:,.0f} gets/s", "1.00 (reference)"),
-            ("cachebench, 1 Locust process, 1 user", f"{one_user:,.0f} gets/s",
+    rows = [("plain pymemcache loop, 1 connection", f"{format_whole(plain)} gets/s",
+             "1.00 (reference)"),
+            ("cachebench, 1 Locust process, 1 user", f"{format_whole(one_user)} gets/s",
              f"{one_user / plain:.2f} of plain"),
-            ("cachebench, 1 Locust process, 8 users", f"{harness:,.0f} gets/s",
+            ("cachebench, 1 Locust process, 8 users", f"{format_whole(harness)} gets/s",
              f"{harness / plain:.2f} of plain")]
     memcslap = memcslap_gets_per_s(node)
     if memcslap:
-        rows.append(("memcslap (C), 1 thread", f"{memcslap:,.0f} gets/s",
+        rows.append(("memcslap (C), 1 thread", f"{format_whole(memcslap)} gets/s",
                      f"{memcslap / plain:.2f} of plain"))
     for name in ("peak-get", "mediawiki", "fb-etc"):
         ns, share = generation_share(name, url)
-        rows.append((f"op generation, {name}", f"{ns:,.0f} ns/op",
-                     f"{share:.1%} of a worker's CPU per op (budget 5%)"))
+        rows.append((f"op generation, {name}", f"{format_whole(ns)} ns/op",
+                     f"{format_percent(share, 1)} of a worker's CPU per op (budget 5%)"))
     rec = bench_record_overhead()
-    rows.append(("recorder: record + flush per sample", f"{rec['per_sample_ns']:,.0f} ns",
-                 f"{rec['ratio_to_append']:.1f}x a list.append"))
+    rows.append(("recorder: record + flush per sample", f"{format_whole(rec['per_sample_ns'])} ns",
+                 f"{format_times(rec['ratio_to_append'], 1)} a list.append"))
     speed = bench_analyze_speed(3600, 8)
     rows.append(("analyze 1 h (3600 intervals x 8 ops)", f"{speed['analyze_s']:.1f} s",
-                 f"{speed['analyze_s'] / 3600:.2%} of the hour (budget 1%)"))
+                 f"{format_percent(speed['analyze_s'] / 3600, 2)} of the hour (budget 1%)"))
     return rows
 
 

@@ -1,12 +1,18 @@
-"""Parse quantities the way people write them: `30s`, `5m`, `4KiB`, `1.5k/s`, `99.9%`.
+"""Quantities the way people write and read them: `30s`, `5m`, `4KiB`, `1.5k/s`, `99.9%`.
 
-Every parser accepts a plain number too (seconds, bytes, ops/s, fraction) and raises
-`ValueError` with what was expected, so that validation layers can attach file and
-field names.
+Parsing: every parser accepts a plain number too (seconds, bytes, ops/s, fraction) and
+raises `ValueError` with what was expected, so that validation layers can attach file
+and field names.
+
+Formatting: every number a person reads (terminal tables, the HTML report, compare's
+Markdown and JUnit, messages) is formatted here, each format once, as plain strings
+(rich styling is output.console's). Missing values (None, NaN) print as `-`.
+`format_percent` and `format_duration` write what the parsers read back.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0,
@@ -72,3 +78,74 @@ def parse_fraction(value: str | int | float) -> float:
     if not 0.0 <= result <= 1.0:
         raise ValueError(f"expected a fraction between 0 and 1 (or 0% to 100%), got {value!r}")
     return result
+
+
+# ------------------------------------------------------------------------------ formatting
+
+_MISSING = "-"
+
+
+def _missing(value: float | None) -> bool:
+    """No number to show: None, or NaN (a histogram without values)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_percent(fraction: float | None, digits: int | None = None,
+                   signed: bool = False) -> str:
+    """A fraction as a percentage: 0.999 -> `99.9%`, as short as it is exact (float noise
+    such as 0.9990000000000001 rounded away), or with `digits` decimals: (0.9312, 2) ->
+    `93.12%`; `signed` adds the sign: `+4.0%`."""
+    if _missing(fraction):
+        return _MISSING
+    sign = "+" if signed else ""
+    if digits is None:
+        return f"{round(fraction * 100, 9):{sign}g}%"
+    return f"{fraction * 100:{sign}.{digits}f}%"
+
+
+def format_ms(us: float | None, digits: int | None = None, signed: bool = False) -> str:
+    """Microseconds as milliseconds (no unit): 3 significant digits, `1234` -> `1.23`
+    (whole and grouped from 1 s: `1,500`), or with `digits` decimals; `signed` adds the
+    sign."""
+    if _missing(us):
+        return _MISSING
+    if digits is not None:
+        return f"{us / 1000:{'+' if signed else ''}.{digits}f}"
+    return f"{us / 1000:.3g}" if us < 1_000_000 else f"{us / 1000:,.0f}"
+
+
+def format_us(us: float) -> str:
+    """Microseconds with the unit that reads best: 2000 -> `2 ms`, 500 -> `500 us`,
+    1_500_000 -> `1.5 s`."""
+    if us >= 1_000_000:
+        return f"{us / 1e6:g} s"
+    if us >= 1000:
+        return f"{us / 1e3:g} ms"
+    return f"{us:g} us"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds the way scenarios write them: 3600 -> `1h`, 90 -> `1.5m`, 0.25 -> `250ms`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+def format_whole(value: float | None) -> str:
+    """A whole number, grouped: ops/s, byte counts: 12345.6 -> `12,346`."""
+    return _MISSING if _missing(value) else f"{value:,.0f}"
+
+
+def format_size(size: float) -> str:
+    """Bytes in binary units: 1536 -> `1.5 KiB`, 100 -> `100 B`."""
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:,.0f} B" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GiB"
+
+
+def format_times(ratio: float | None, digits: int = 2) -> str:
+    """A ratio as a multiple: 1.5 -> `1.50x` (burn rates, overheads)."""
+    return _MISSING if _missing(ratio) else f"{ratio:.{digits}f}x"

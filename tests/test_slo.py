@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.analysis.verdicts import evaluate, failures, meets, window_index
 from bench.errors import InputError
-from bench.scenario.slo import evaluate, failures, load_slo, meets, parse_slo, window_index
+from bench.scenario.slo import load_slo, parse_slo
 
 EXAMPLE = {
     "name": "mw",

@@ -28,7 +28,7 @@ import numpy as np
 from bench.analysis.runs import RunData, TagSeries, load_runs
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.results.histograms import Layout, percentiles_from_counts, segment_percentiles
-from bench.units import parse_duration, parse_fraction
+from bench.units import format_ms, format_percent, parse_duration, parse_fraction
 
 STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
 ALPHA = 0.01
@@ -137,7 +137,7 @@ class Tolerance:
     def describe(self) -> str:
         """`10%`, or `10% and 50 us` with a floor."""
         floor = f" and {self.min_delta_us:g} us" if self.min_delta_us else ""
-        return f"{_pct(self.relative, False)}{floor}"
+        return f"{format_percent(self.relative, 1)}{floor}"
 
 
 def compare_op(op: str, baseline: RunData, candidate: RunData,
@@ -186,15 +186,17 @@ def compare(baseline: RunData, candidate: RunData, tolerance: Tolerance) -> list
 
 
 def _ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.3f}"
+    """Compare's milliseconds: 3 decimals, so that small changes show."""
+    return format_ms(us, 3)
 
 
-def _pct(fraction: float | None, signed: bool = True) -> str:
-    return "-" if fraction is None else f"{fraction * 100:{'+' if signed else ''}.1f}%"
+def _change(fraction: float | None) -> str:
+    """A relative change, signed: `+4.0%`."""
+    return format_percent(fraction, 1, signed=True)
 
 
 def _ci(row: Row) -> str:
-    return "-" if row.ci_low is None else f"{_pct(row.ci_low)}..{_pct(row.ci_high)}"
+    return "-" if row.ci_low is None else f"{_change(row.ci_low)}..{_change(row.ci_high)}"
 
 
 def _p(row: Row) -> str:
@@ -210,9 +212,9 @@ SHORT = {"baseline ms": "base", "candidate ms": "cand", "p (MWU)": "p"}
 
 def _cells(row: Row) -> dict[str, str]:
     """A row as table cells by column (terminal and Markdown share them)."""
-    delta = "-" if row.delta_us is None else f"{row.delta_us / 1000:+.3f}"
     return dict(zip(COLUMNS, [row.op, row.stat, _ms(row.baseline_us), _ms(row.candidate_us),
-                              delta, _pct(row.relative), _ci(row), _p(row), row.verdict]))
+                              format_ms(row.delta_us, 3, signed=True), _change(row.relative),
+                              _ci(row), _p(row), row.verdict]))
 
 
 def headline(rows: list[Row], tolerance: Tolerance) -> str:
@@ -276,13 +278,13 @@ def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
         if row.regression:
             failure = ElementTree.SubElement(
                 case, "failure", type="regression",
-                message=f"{row.op} {row.stat} {_pct(row.relative)} (tolerance "
+                message=f"{row.op} {row.stat} {_change(row.relative)} (tolerance "
                         f"{tolerance.describe()}, p={_p(row)}, CI {_ci(row)})")
             failure.text = json.dumps(asdict(row), indent=2)
         else:
             ElementTree.SubElement(case, "system-out").text = (
                 f"{row.verdict}: {_ms(row.baseline_us)} -> {_ms(row.candidate_us)} ms "
-                f"({_pct(row.relative)})")
+                f"({_change(row.relative)})")
     root = ElementTree.Element("testsuites", tests=str(len(rows)), failures=str(failures))
     root.append(suite)
     ElementTree.indent(root)

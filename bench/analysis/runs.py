@@ -22,14 +22,16 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from bench.analysis.verdicts import evaluate
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.results.histograms import (Layout, add_sparse, default_layout, latency_stats,
                                       layout_for, percentiles_from_counts, segment_percentiles,
                                       sparse_counts)
 from bench.results.hlog import read_hlog
-from bench.results.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
-                          TimelineRow, read_run)
-from bench.scenario.slo import LOOKUP_OPS, SloSpec, evaluate, load_slo, parse_slo
+from bench.results.rundir import (SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS, TimelineRow,
+                                  read_run)
+from bench.scenario.slo import SloSpec, load_slo, parse_slo
+from bench.vocabulary import ERROR_KINDS, ERROR_OTHER, LOOKUP_OPS
 
 
 # --- per-tag series of sparse interval histograms ----------------------------------------
@@ -269,13 +271,13 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
 
 def _op_summary(run: RunData, ops: list[str], hit_ops: list[str] | None = None) -> dict[str, Any]:
     """OpSummary (docs/internals.md) of `ops` merged: one op, or all for the total, whose
-    hits and misses are those of `hit_ops` (the lookups: see slo.LOOKUP_OPS)."""
+    hits and misses are those of `hit_ops` (the lookups: vocabulary.LOOKUP_OPS)."""
     count = int(run.counter("count", ops).sum())
     errors = int(run.counter("errors", ops).sum())
     errors_by_kind = {kind: int(run.counter(f"errors_{kind}", ops).sum())
                       for kind in ERROR_KINDS}
     if errors > sum(errors_by_kind.values()):
-        errors_by_kind["other"] = errors - sum(errors_by_kind.values())
+        errors_by_kind[ERROR_OTHER] = errors - sum(errors_by_kind.values())
     hit_ops = ops if hit_ops is None else hit_ops
     has_hits = any(op in LOOKUP_OPS or run.counter("hits", [op]).any()
                    or run.counter("misses", [op]).any() for op in hit_ops)

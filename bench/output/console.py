@@ -9,7 +9,6 @@ numbers through `RunProgress.update`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,29 +26,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from bench.analysis.verdicts import describe_windows, failures
 from bench.results.histograms import counts_array, percentiles_from_counts
 from bench.results.hlog import parse_interval
 from bench.results.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_CSV, TimelineRow
-from bench.scenario.slo import describe_windows, failures, format_percent, format_us
+from bench.units import format_ms, format_percent, format_times, format_us, format_whole
 
 SHOWN = ("p50", "p99", "p99.9", "max")
-
-
-def ms(us: float | None) -> str:
-    """Microseconds as milliseconds with 3 significant digits (`-` when missing)."""
-    if us is None or (isinstance(us, float) and math.isnan(us)):
-        return "-"
-    return f"{us / 1000:.3g}" if us < 1_000_000 else f"{us / 1000:,.0f}"
-
-
-def percent(fraction: float | None, digits: int = 2) -> str:
-    """0.9312 -> `93.12%` (`-` when missing)."""
-    return "-" if fraction is None else f"{fraction * 100:.{digits}f}%"
-
-
-def rate(ops_per_s: float | None) -> str:
-    """Ops/s for people: 12345.6 -> `12,346`."""
-    return "-" if ops_per_s is None else f"{ops_per_s:,.0f}"
 
 
 def error_kinds_line(summary: dict[str, Any]) -> Text | None:
@@ -72,8 +55,9 @@ def ops_table(summary: dict[str, Any]) -> Table:
     rows = [*summary["ops"].items(), ("total", summary["total"])]
     for i, (name, op) in enumerate(rows):
         latency = op["latency_us"]
-        table.add_row(name, rate(op["throughput"]), percent(op["hit_ratio"], 1),
-                      *(ms(latency[key]) for key in SHOWN), ms(op["service_us"]["p99"]),
+        table.add_row(name, format_whole(op["throughput"]), format_percent(op["hit_ratio"], 1),
+                      *(format_ms(latency[key]) for key in SHOWN),
+                      format_ms(op["service_us"]["p99"]),
                       f"{op['errors']:,}", end_section=i == len(rows) - 2,
                       style="bold" if name == "total" else None)
     return table
@@ -93,23 +77,23 @@ def slo_table(verdict: dict[str, Any]) -> Table:
     for column in ("objective", "observed", "windows", "verdict"):
         table.add_column(column)
     for objective in verdict["objectives"]:
-        observed = (f"{percent(objective['observed_fraction'], 3)} under "
-                    f"{format_us(objective['threshold_us'])}; "
-                    f"p{objective['percentile']:g} = {ms(objective['observed_percentile_us'])} ms")
+        observed = (f"{format_percent(objective['observed_fraction'], 3)} under "
+                    f"{format_us(objective['threshold_us'])}; p{objective['percentile']:g} = "
+                    f"{format_ms(objective['observed_percentile_us'])} ms")
         table.add_row(objective["name"], observed, describe_windows(objective["windows"]),
                       _verdict_cell(objective["passed"]))
     errors = verdict.get("errors")
     if errors:
-        burn = errors["burn_rate"]
         table.add_row(f"errors <= {format_percent(errors['max_fraction'])}"
                       + ("" if errors["count_timeouts"] else " (timeouts excluded)"),
-                      f"{percent(errors['observed_fraction'], 3)} ({errors['errors']:,}); "
-                      f"burn rate {'-' if burn is None else f'{burn:.2f}x'}",
+                      f"{format_percent(errors['observed_fraction'], 3)} ({errors['errors']:,}); "
+                      f"burn rate {format_times(errors['burn_rate'])}",
                       describe_windows(errors["windows"]), _verdict_cell(errors["passed"]))
     hit_ratio = verdict.get("hit_ratio")
     if hit_ratio:
         table.add_row(f"hit ratio >= {format_percent(hit_ratio['min'])}",
-                      percent(hit_ratio["observed"]), describe_windows(hit_ratio["windows"]),
+                      format_percent(hit_ratio["observed"], 2),
+                      describe_windows(hit_ratio["windows"]),
                       _verdict_cell(hit_ratio["passed"]))
     return table
 
@@ -275,11 +259,11 @@ class RunProgress:
     def render(self) -> Group:
         """The display: a bar and one line of numbers (also used by tests)."""
         state = self._state
-        asked = f" / {rate(self.asked_rate)} asked" if self.asked_rate else ""
+        asked = f" / {format_whole(self.asked_rate)} asked" if self.asked_rate else ""
         elapsed = min(state["elapsed_s"], self.total_s)  # start-up is not part of the run
         line = Text(f"{state['phase']}: {elapsed:.0f}/{self.total_s:.0f} s  "
-                    f"{rate(state['ops_per_s'])} ops/s{asked}  "
-                    f"p99 {ms(state['p99_us'])} ms  errors {state['errors']:,}")
+                    f"{format_whole(state['ops_per_s'])} ops/s{asked}  "
+                    f"p99 {format_ms(state['p99_us'])} ms  errors {state['errors']:,}")
         bar = ProgressBar(total=max(self.total_s, 1e-9),
                           completed=min(state["elapsed_s"], self.total_s), width=40)
         return Group(bar, line)

@@ -23,6 +23,7 @@ import numpy as np
 
 from bench.analysis.runs import COUNTER_COLUMNS, RunData, load_runs, slo_for, summarize
 from bench.errors import InputError
+from bench.vocabulary import LOOKUP_OPS
 
 PREFIX = "cachebench"
 QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"), ("0.999", "p99.9"),
@@ -82,7 +83,7 @@ def _counters(out: Exposition, summary: dict[str, Any]) -> None:
     for name, key in (("hits_total", "hits"), ("misses_total", "misses")):
         out.family(name, "counter", f"Keys {'found' if key == 'hits' else 'missing'}: per op "
                                     "(delete, touch, incr: the key existed or not); the total "
-                                    "counts lookups (get, get_multi, hget) only.")
+                                    f"counts lookups ({', '.join(LOOKUP_OPS)}) only.")
         for op, numbers in _rows(summary):
             if numbers[key] is not None:
                 out.sample(name, numbers[key], op=op)

@@ -22,11 +22,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bench.analysis.runs import RunData, load_runs, slo_for, summarize
-from bench.output.console import ms, percent, rate
+from bench.analysis.verdicts import describe_windows, failures
 from bench.errors import InputError
 from bench.results.histograms import percentiles_from_counts
-from bench.scenario.slo import LOOKUP_OPS, describe_windows, failures, format_percent, format_us
-from bench.results.rundir import ERROR_KINDS
+from bench.units import format_ms, format_percent, format_times, format_us, format_whole
+from bench.vocabulary import ERROR_KINDS, LOOKUP_OPS
 
 REPORT_FILE = "report.html"
 SPECTRUM_TICKS = ((2, "50%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"), (1e4, "99.99%"),
@@ -254,21 +254,23 @@ def _slo_rows(verdict: dict[str, Any]) -> tuple[list[list[Any]], list[str]]:
     """Rows of the SLO table: objectives, error budget, hit ratio."""
     rows = []
     for o in verdict["objectives"]:
-        rows.append([o["name"], f"{percent(o['observed_fraction'], 3)} under "
+        rows.append([o["name"], f"{format_percent(o['observed_fraction'], 3)} under "
                      f"{format_us(o['threshold_us'])} (p{o['percentile']:g} = "
-                     f"{ms(o['observed_percentile_us'])} ms)", describe_windows(o["windows"]),
+                     f"{format_ms(o['observed_percentile_us'])} ms)",
+                     describe_windows(o["windows"]),
                      _word(o["passed"])])
     errors = verdict.get("errors")
     if errors:
         rows.append([f"errors <= {format_percent(errors['max_fraction'])}",
-                     f"{percent(errors['observed_fraction'], 3)}, burn rate "
-                     + ("-" if errors["burn_rate"] is None else f"{errors['burn_rate']:.2f}x"),
+                     f"{format_percent(errors['observed_fraction'], 3)}, burn rate "
+                     f"{format_times(errors['burn_rate'])}",
                      describe_windows(errors["windows"]),
                      _word(errors["passed"])])
     hit_ratio = verdict.get("hit_ratio")
     if hit_ratio:
         rows.append([f"hit ratio >= {format_percent(hit_ratio['min'])}",
-                     percent(hit_ratio["observed"]), describe_windows(hit_ratio["windows"]),
+                     format_percent(hit_ratio["observed"], 2),
+                     describe_windows(hit_ratio["windows"]),
                      _word(hit_ratio["passed"])])
     return rows, [row[-1] for row in rows]
 
@@ -284,10 +286,11 @@ def ops_html(summary: dict[str, Any]) -> str:
     rows = []
     for name, op in [*summary["ops"].items(), ("total", summary["total"])]:
         lat, svc = op["latency_us"], op["service_us"]
-        rows.append([name, f"{op['count']:,}", rate(op["throughput"]), percent(op["hit_ratio"]),
-                     *(ms(lat[k]) for k in ("p50", "p90", "p99", "p99.9", "p99.99", "max",
-                                            "mean")),
-                     ms(svc["p50"]), ms(svc["p99"]), ms(svc["max"]),
+        rows.append([name, f"{op['count']:,}", format_whole(op["throughput"]),
+                     format_percent(op["hit_ratio"], 2),
+                     *(format_ms(lat[k]) for k in ("p50", "p90", "p99", "p99.9", "p99.99",
+                                                   "max", "mean")),
+                     format_ms(svc["p50"]), format_ms(svc["p99"]), format_ms(svc["max"]),
                      f"{op['errors']:,}"])
     return _table(header, rows) + "<p>Latency in ms, from the intended start (open loop); " \
         "service time from the actual send.</p>"

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from bench.errors import InputError, TargetError
 from bench.results.hlog import HlogWriter
 from bench.results.recorder import Interval, OpInterval
+from bench.vocabulary import ERROR_KINDS
 
 RUN_JSON = "run.json"
 LATENCY_HLOG = "latency.hlog"
@@ -36,7 +37,6 @@ TIMELINE_CSV = "timeline.csv"
 SERVER_STATS_JSON = "server-stats.json"
 SUMMARY_JSON = "summary.json"
 
-ERROR_KINDS = ("timeout", "connection", "server", "client")
 TIMELINE_COLUMNS = ("start", "length", "op", "count", "hits", "misses", "keys", "errors",
                     *(f"errors_{kind}" for kind in ERROR_KINDS), "bytes", "clamped")
 FINAL_STATUSES = ("completed", "interrupted", "aborted")

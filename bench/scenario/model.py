@@ -4,12 +4,9 @@ A scenario says *what* load to send: key spaces (how many keys, what they look l
 how popular each is, how big their values are, their TTLs), the op mix of each key
 space, the MediaWiki access patterns to emulate (cache-aside, WANObjectCache, segmented
 and compressed values), the load shape and an optional SLO. It says nothing about
-protocols: `workload.py` turns it into op streams and the target adapters carry them.
-
-Why a hand-rolled YAML walk: PyYAML's data has no line numbers, and a message without
-a line is hard to act on in a 100-line file. We compose the node tree once, record the
-start line of every mapping key and list item by its path, and map pydantic's error
-locations back through that table (`_YamlDoc`).
+protocols: bench.workload turns it into op streams and the target adapters carry them.
+The YAML reading with line numbers is bench.scenario.yamldoc's, the trace CSV reader
+bench.scenario.trace's, the op names bench.vocabulary's.
 
 Quantities are written the way people write them (`30s`, `4KiB`, `20k/s`, `99.9%`,
 see units.py); the resolved scenario (`Scenario.to_json`) stores plain numbers and is
@@ -70,7 +67,6 @@ examples, each saying what it models and where its numbers come from)::
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Callable
@@ -78,26 +74,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
-import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
-                      ValidationError, ValidationInfo, WithJsonSchema, field_validator,
-                      model_validator)
-from pydantic_core import PydanticCustomError
+from pydantic import (BaseModel, BeforeValidator, Field, PrivateAttr, ValidationError,
+                      ValidationInfo, WithJsonSchema, field_validator, model_validator)
 
+from bench.errors import InputError
 from bench.scenario import distributions as dist
 from bench.scenario import keys as mwkeys
-from bench.errors import InputError
 from bench.scenario.slo import SloSpec, parse_slo
+from bench.scenario.trace import read_trace
+from bench.scenario.yamldoc import StrictModel, YamlDoc, error_at, input_error
 from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
+from bench.vocabulary import ALL_OPS, COUNTER_OPS, entry_op
 
 #: Where scenario names are looked up, in order (`load_scenario("smoke")`).
 SCENARIO_DIRS: list[Path] = [Path(__file__).resolve().parents[2] / "scenarios"]
 
 #: Every key the harness writes starts with this (DESIGN.md: only keys under our prefix).
 DEFAULT_KEY_PREFIX = "cb:"
-
-#: A YAML document that expands to more nodes than this (alias bombs) is refused.
-MAX_YAML_NODES = 200_000
 
 # ----------------------------------------------------------------------------- quantities
 
@@ -150,32 +143,6 @@ Weight = Annotated[float, BeforeValidator(_weight),
 Number = Annotated[float, BeforeValidator(_finite)]
 
 
-class _Model(BaseModel):
-    """Base of all scenario models: unknown keys are refused with the list of known ones."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            known = {info.alias or name for name, info in cls.model_fields.items()}
-            for key in data:
-                if key not in known:
-                    raise error_at((key,), f"unknown field {key!r}; expected one of: "
-                                           f"{', '.join(sorted(known))}")
-        return data
-
-
-def error_at(path: tuple[Any, ...], message: str) -> PydanticCustomError:
-    """A validation error about `path` below the model that raises it.
-
-    pydantic locates a model validator's error at the model itself; carrying the
-    field's path lets the message name the field and its line instead.
-    """
-    return PydanticCustomError("at", "{message}", {"message": message, "at": path})
-
-
 # ------------------------------------------------------------------------ distributions
 #
 # Each spec model validates what a person writes and `build()`s the sampler of
@@ -190,7 +157,7 @@ def _with_some_weight(weights: dict[Any, float], expected: str) -> dict[Any, flo
     return weights
 
 
-class _Clamped(_Model):
+class _Clamped(StrictModel):
     """Sizes may be clamped: values below `min` become `min`, above `max` become `max`."""
 
     min: Size | None = None
@@ -340,7 +307,7 @@ SizeField = Annotated[SizeSpec, BeforeValidator(
     _size_shorthand, json_schema_input_type=int | float | str | SizeSpec)]
 
 
-class UniformPop(_Model):
+class UniformPop(StrictModel):
     """Every key equally likely."""
 
     dist: Literal["uniform"] = "uniform"
@@ -349,7 +316,7 @@ class UniformPop(_Model):
         return dist.Uniform(n)
 
 
-class ZipfPop(_Model):
+class ZipfPop(StrictModel):
     """Key of rank k drawn with probability proportional to 1/k^alpha; rank 0 = key 0."""
 
     dist: Literal["zipf"]
@@ -359,7 +326,7 @@ class ZipfPop(_Model):
         return dist.Zipf(n, self.alpha)
 
 
-class ScrambledZipfPop(_Model):
+class ScrambledZipfPop(StrictModel):
     """Zipf popularity, with the popular keys scattered over the key space (YCSB)."""
 
     dist: Literal["scrambled_zipf"]
@@ -369,7 +336,7 @@ class ScrambledZipfPop(_Model):
         return dist.ScrambledZipf(n, self.alpha)
 
 
-class HotspotPop(_Model):
+class HotspotPop(StrictModel):
     """`hot_share` of the requests go to the first `hot_fraction` of the keys (YCSB)."""
 
     dist: Literal["hotspot"]
@@ -380,7 +347,7 @@ class HotspotPop(_Model):
         return dist.Hotspot(n, self.hot_fraction, self.hot_share)
 
 
-class SequentialPop(_Model):
+class SequentialPop(StrictModel):
     """Keys in order 0, 1, 2, ... (a scan); position from the op's place in the stream."""
 
     dist: Literal["sequential"]
@@ -389,7 +356,7 @@ class SequentialPop(_Model):
         return dist.Sequential(n)
 
 
-class LatestPop(_Model):
+class LatestPop(StrictModel):
     """Recently written keys are the popular ones (YCSB `latest`), zipf over recency."""
 
     dist: Literal["latest"]
@@ -412,7 +379,7 @@ PopularityField = Annotated[PopularitySpec, BeforeValidator(
     _popularity_shorthand, json_schema_input_type=str | PopularitySpec)]
 
 
-class TimeDist(_Model):
+class TimeDist(StrictModel):
     """Durations (TTLs, regeneration times): fixed, weighted choices, or uniform in a range.
 
     Written as `1h`, as `{1h: 70%, 1d: 30%}`, or as `{min: 10ms, max: 200ms}`.
@@ -460,14 +427,6 @@ NO_EXPIRY = TimeDist(choices={0.0: 1.0})
 
 # ------------------------------------------------------------------------------- op mix
 
-#: Single protocol calls, and the composite patterns the executor knows.
-SIMPLE_OPS = ("get", "get_multi", "set", "add", "replace", "delete", "incr", "decr", "touch",
-              "hget", "hset")
-PATTERN_OPS = ("wan_get", "wan_delete", "redlock", "ratelimit")
-ALL_OPS = SIMPLE_OPS + PATTERN_OPS
-#: Ops that need numbers in their keys (memcached refuses incr on anything else).
-COUNTER_OPS = ("incr", "decr", "ratelimit")
-
 #: Settings of a mix entry and the ops they apply to (anything else is a mistake).
 OP_SETTINGS: dict[str, tuple[str, ...]] = {
     "on_miss": ("get", "get_multi", "incr", "decr"),
@@ -482,7 +441,7 @@ ON_MISS: dict[str, tuple[str, ...]] = {"get": ("set",), "get_multi": ("set",),
                                        "incr": ("add",), "decr": ("add",)}
 
 
-class MixEntry(_Model):
+class MixEntry(StrictModel):
     """One entry of a key space's op mix; `op` defaults to the entry's name."""
 
     op: Literal[ALL_OPS] | None = None  # type: ignore[valid-type]
@@ -508,7 +467,7 @@ MixField = Annotated[MixEntry, BeforeValidator(
 # ----------------------------------------------------------------------- key space parts
 
 
-class Compression(_Model):
+class Compression(StrictModel):
     """MediaWiki compresses serialized values of at least `threshold` bytes (gzip); the
     stored size is the size times `ratio`."""
 
@@ -516,7 +475,7 @@ class Compression(_Model):
     ratio: Fraction = Field(default=0.35, gt=0)
 
 
-class WanSettings(_Model):
+class WanSettings(StrictModel):
     """WANObjectCache emulation: check keys read with every value, mutex on regeneration.
 
     `scheme` is how sister keys keep a key's family on one server: mcrouter's hash stop
@@ -530,7 +489,7 @@ class WanSettings(_Model):
     scheme: Literal["hash_stop", "hash_tag"] = "hash_stop"
 
 
-class TraceSpec(_Model):
+class TraceSpec(StrictModel):
     """Replay a Twitter cache-trace CSV (`timestamp,key,key_size,value_size,client_id,
     operation,ttl`): `speed` 2 plays it twice as fast; `loop` starts over at the end."""
 
@@ -558,7 +517,7 @@ class Built(NamedTuple):
     check_templates: list[mwkeys.KeyTemplate]
 
 
-class IndexVar(_Model):
+class IndexVar(StrictModel):
     """The key index plus `offset`, in decimal (a page or revision ID of realistic width)."""
 
     kind: Literal["index"] = "index"
@@ -568,7 +527,7 @@ class IndexVar(_Model):
         return mwkeys.Index(self.offset)
 
 
-class ChoiceVar(_Model):
+class ChoiceVar(StrictModel):
     """One of `values` (weighted), fixed per key: `{enwiki: 38, dewiki: 6}` or a list."""
 
     kind: Literal["choice"] = "choice"
@@ -581,7 +540,7 @@ class ChoiceVar(_Model):
         return mwkeys.Choice(tuple(self.values), tuple(self.values.values()))
 
 
-class PaddedVar(_Model):
+class PaddedVar(StrictModel):
     """The key index padded to a length drawn per key (titles, hashes of varying length)."""
 
     kind: Literal["padded"] = "padded"
@@ -608,7 +567,7 @@ VarSpec = Annotated[IndexVar | ChoiceVar | PaddedVar, Field(discriminator="kind"
                         str, Any] | IndexVar | ChoiceVar | PaddedVar)]
 
 
-class KeySpace(_Model):
+class KeySpace(StrictModel):
     """A family of keys with one shape, popularity, size, TTL and op mix.
 
     `weight` is the key space's share of all ops (relative to the other key spaces).
@@ -646,9 +605,10 @@ class KeySpace(_Model):
                                      "{get: 90%, set: 10%}")
         for name, entry in self.mix.items():
             _check_entry(name, entry)
-            if _op_of(name, entry) in COUNTER_OPS and self.values != "counter":
-                raise error_at(("mix", name), f"{_op_of(name, entry)} needs `values: counter` "
-                                              "in its key space (its keys must hold numbers)")
+            op = entry_op(name, entry)
+            if op in COUNTER_OPS and self.values != "counter":
+                raise error_at(("mix", name), f"{op} needs `values: counter` in its key space "
+                                              "(its keys must hold numbers)")
         if sum(e.weight for e in self.mix.values()) <= 0:
             raise error_at(("mix",), "expected at least one op with a weight > 0")
         if isinstance(self.value_size, EmpiricalSize) and self.value_size.file:
@@ -704,12 +664,12 @@ class KeySpace(_Model):
     @property
     def uses_wan(self) -> bool:
         """Whether keys of this space live under WANCache:<key>|#|v."""
-        return any(_op_of(n, e) in ("wan_get", "wan_delete") for n, e in self.mix.items())
+        return any(entry_op(n, e) in ("wan_get", "wan_delete") for n, e in self.mix.items())
 
 
 def _check_entry(name: str, entry: MixEntry) -> None:
     """The entry names a known op (its own name or `op:`) and only settings for that op."""
-    op = _op_of(name, entry)
+    op = entry_op(name, entry)
     if op not in ALL_OPS:
         raise error_at(("mix", name), f"unknown op {name!r}; name the entry after one of "
                                       f"{', '.join(ALL_OPS)}, or give op:")
@@ -739,11 +699,6 @@ def _attempt(path: tuple[Any, ...], build: Callable[[], Any]) -> None:
         raise error_at(path, str(err)) from None
 
 
-def _op_of(name: str, entry: MixEntry) -> str:
-    """The op a mix entry runs: `op:` if given, else the entry's own name."""
-    return entry.op or name
-
-
 def _base_dir(info: ValidationInfo) -> Path | None:
     """Directory of the scenario file (relative paths in it are relative to it)."""
     return (info.context or {}).get("base_dir")
@@ -763,7 +718,7 @@ def _resolve(spec: EmpiricalSize | TraceSpec, base_dir: Path | None) -> None:
 # ------------------------------------------------------------------------------- load
 
 
-class Load(_Model):
+class Load(StrictModel):
     """How hard and how long: open loop at `rate` ops/s, or closed loop with `users`."""
 
     mode: Literal["open", "closed"] = "open"
@@ -785,7 +740,7 @@ class Load(_Model):
         return self
 
 
-class Scenario(_Model):
+class Scenario(StrictModel):
     """A validated scenario; `keyspaces` are weighted against each other."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -856,170 +811,10 @@ def _stringify_keys(data: Any) -> Any:
     return data
 
 
-# ------------------------------------------------------------------------ YAML with lines
-
-Path_ = tuple[Any, ...]
-
-
-class _YamlDoc:
-    """Parsed YAML plus the line (1-based) where each mapping key / list item starts."""
-
-    def __init__(self, text: str, file: str | None) -> None:
-        self.file = file
-        self.lines: dict[Path_, int] = {}
-        self._visited = 0
-        try:
-            loader = yaml.SafeLoader(text)
-        except yaml.reader.ReaderError as err:
-            raise InputError(f"not valid YAML: character {err.character:#x} is not allowed",
-                             file=file, line=text[:err.position].count("\n") + 1) from None
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                raise InputError("the file is empty; expected a scenario mapping "
-                                 "(name, load, keyspaces)", file=file)
-            self._record(loader, node, (), set())
-            self.data = loader.construct_document(node)
-        except yaml.MarkedYAMLError as err:
-            raise InputError(_yaml_problem(err), file=file,
-                             line=_yaml_line(err, text)) from None
-        except (yaml.YAMLError, ValueError, OverflowError) as err:
-            raise InputError(f"not valid YAML: {str(err).splitlines()[0]}", file=file) from None
-        except RecursionError:
-            raise InputError("not valid YAML here: nested too deeply", file=file) from None
-        finally:
-            loader.dispose()
-
-    def _record(self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_,
-                active: set[int]) -> None:
-        """Walk the node tree: note lines, refuse duplicate keys, cycles and alias bombs."""
-        self._visited += 1
-        if self._visited > MAX_YAML_NODES:
-            raise InputError(f"the document expands to more than {MAX_YAML_NODES} nodes "
-                             "(aliases?); a scenario is much smaller", file=self.file)
-        if id(node) in active:
-            raise InputError("a YAML alias refers to itself; expected plain data",
-                             file=self.file, line=node.start_mark.line + 1)
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._record(loader, item, path + (i,), active | {id(node)})
-        elif isinstance(node, yaml.MappingNode):
-            self._record_mapping(loader, node, path, active | {id(node)})
-
-    def _record_mapping(self, loader: yaml.SafeLoader, node: yaml.MappingNode, path: Path_,
-                        active: set[int]) -> None:
-        seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                self._record(loader, value_node, path, active)
-                continue
-            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) \
-                else None
-            line = key_node.start_mark.line + 1
-            if key is not None and key in seen:
-                raise InputError(f"duplicate key {key!r} (first at line {seen[key]})",
-                                 file=self.file, line=line,
-                                 field=_field_path(path + (key,)))
-            if key is not None:
-                seen[key] = line
-                self.lines[path + (key,)] = line
-            self._record(loader, value_node, path + (key,), active)
-
-    def line_of(self, path: Path_) -> int | None:
-        """Line of the longest prefix of `path` that the document has."""
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return None
-
-
-def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
-    """PyYAML's problem, with where the construct it was parsing started."""
-    message = f"not valid YAML: {err.problem or err.context}"
-    if err.problem and err.context and err.context_mark:
-        message += f" ({err.context} at line {err.context_mark.line + 1})"
-    return message
-
-
-def _yaml_line(err: yaml.MarkedYAMLError, text: str) -> int | None:
-    """The problem's line, within the file (the end of the stream is past its last line)."""
-    mark = err.problem_mark or err.context_mark
-    if mark is None:
-        return None
-    return max(1, min(mark.line + 1, len(text.splitlines())))
-
-
-def _field_path(path: Path_) -> str:
-    """('keyspaces', 0, 'popularity') -> `keyspaces[0].popularity`."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _data_path(loc: Path_, data: Any, missing: bool) -> Path_:
-    """pydantic's location mapped onto the data: union tags and validator names dropped.
-
-    A loc element that is not a key (or index) of the data at that point is a tag such as
-    `zipf` or `function-after[...]`, except the last one of a `missing` error: the name of
-    the field that is missing.
-    """
-    path: list[Any] = []
-    node = data
-    for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, dict) and str(part) in {str(k) for k in node}:
-            key = next(k for k in node if str(k) == str(part))
-            node = node[key]
-            path.append(key)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-            path.append(part)
-        elif missing and i == len(loc) - 1:
-            path.append(part)
-    return tuple(path)
-
-
-def _describe(error: dict[str, Any], written: Any) -> str:
-    """pydantic's message, trimmed, with the value as written when it is a scalar."""
-    kind = error["type"]
-    if kind == "missing":
-        return "required field is missing"
-    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind != "at" and isinstance(written, (str, int, float, bool)) and "got" not in message:
-        message += f" (got {written!r})"
-    return message
-
-
-def _value_at(data: Any, path: Path_) -> Any:
-    """The value at `path` in the parsed document, or None when there is none."""
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _input_error(err: ValidationError, doc: _YamlDoc | None, data: Any,
-                 file: str | None) -> InputError:
-    """The first validation error as one InputError with file, line and field path."""
-    error = err.errors(include_url=False)[0]
-    path = _data_path(error["loc"], data, error["type"] == "missing")
-    if error["type"] == "at":
-        path += tuple(error["ctx"]["at"])
-    line = doc.line_of(path) if doc else None
-    return InputError(_describe(error, _value_at(data, path)), file=file, line=line,
-                      field=_field_path(path) or "(top level)")
-
-
 # ------------------------------------------------------------------------------ loading
 
 
-def validate_data(data: Any, *, file: str | None = None, doc: _YamlDoc | None = None,
+def validate_data(data: Any, *, file: str | None = None, doc: YamlDoc | None = None,
                   default_name: str | None = None) -> Scenario:
     """Validate parsed data as a scenario; raise InputError (file, line, field, expected)."""
     if not isinstance(data, dict):
@@ -1031,7 +826,7 @@ def validate_data(data: Any, *, file: str | None = None, doc: _YamlDoc | None = 
     try:
         scenario = Scenario.model_validate(data, context={"file": file, "base_dir": base_dir})
     except ValidationError as err:
-        raise _input_error(err, doc, data, file) from None
+        raise input_error(err, doc, data, file) from None
     except RecursionError:
         raise InputError("nested too deeply", file=file) from None
     scenario._file = file
@@ -1040,7 +835,7 @@ def validate_data(data: Any, *, file: str | None = None, doc: _YamlDoc | None = 
 
 def parse_scenario(text: str, file: str | None = None) -> Scenario:
     """Parse and validate YAML text (the name defaults to the file's stem)."""
-    doc = _YamlDoc(text, file)
+    doc = YamlDoc(text, file)
     stem = Path(file).stem if file else None
     return validate_data(doc.data, file=file, doc=doc, default_name=stem)
 
@@ -1078,53 +873,3 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read the scenario: {err}", file=str(path)) from None
     return parse_scenario(text, str(path))
-
-
-# ------------------------------------------------------------------------------ traces
-
-#: Twitter cache-trace operations -> the op the executor runs.
-TRACE_OPS = {"get": "get", "gets": "get", "set": "set", "cas": "set", "append": "set",
-             "prepend": "set", "add": "add", "replace": "replace", "delete": "delete",
-             "incr": "incr", "decr": "decr"}
-TRACE_COLUMNS = ("timestamp", "key", "key_size", "value_size", "client_id", "operation", "ttl")
-
-
-def read_trace(file: str) -> list[tuple[float, str, int, int, str, float]]:
-    """(timestamp, key, key_size, value_size, operation, ttl) rows of a trace CSV."""
-    rows = []
-    try:
-        with open(file, newline="", encoding="utf-8") as handle:
-            for line, row in enumerate(csv.reader(handle), 1):
-                if not row or row[0].startswith("#") or (line == 1 and row[0] == "timestamp"):
-                    continue
-                rows.append(_trace_row(row, file, line))
-    except OSError as err:
-        raise InputError(f"cannot read the trace: {err.strerror}", file=file) from None
-    except UnicodeDecodeError:
-        raise InputError("cannot read the trace: not UTF-8 text", file=file) from None
-    if not rows:
-        raise InputError("the trace has no rows; expected " + ",".join(TRACE_COLUMNS),
-                         file=file)
-    return rows
-
-
-def _trace_row(row: list[str], file: str, line: int) -> tuple[float, str, int, int, str, float]:
-    """One checked trace row; InputError with the column that is wrong."""
-    if len(row) != len(TRACE_COLUMNS):
-        raise InputError(f"expected {len(TRACE_COLUMNS)} columns ({','.join(TRACE_COLUMNS)}), "
-                         f"got {len(row)}", file=file, line=line)
-    stamp, key, key_size, value_size, _client, operation, ttl = (c.strip() for c in row)
-    if operation not in TRACE_OPS:
-        raise InputError(f"unknown operation {operation!r}; expected one of "
-                         f"{', '.join(TRACE_OPS)}", file=file, line=line, field="operation")
-    if not key or any(c.isspace() for c in key):
-        raise InputError("expected a key without spaces", file=file, line=line, field="key")
-    try:
-        numbers = float(stamp), int(key_size), int(value_size), float(ttl)
-    except ValueError:
-        raise InputError("expected numbers in timestamp, key_size, value_size and ttl",
-                         file=file, line=line) from None
-    if not all(math.isfinite(x) and x >= 0 for x in numbers):
-        raise InputError("expected numbers >= 0 in timestamp, key_size, value_size and ttl",
-                         file=file, line=line)
-    return numbers[0], key, numbers[1], numbers[2], operation, numbers[3]

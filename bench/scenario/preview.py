@@ -26,7 +26,7 @@ from rich.table import Table
 from bench.scenario.distributions import top_share
 from bench.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from bench.scenario.model import Scenario, load_scenario, resolve_scenario, scenario_names
-from bench.scenario.slo import format_percent
+from bench.units import format_duration, format_percent, format_size, format_whole
 from bench.workload.ops import Op, Workload
 
 #: Share of the key space whose requests `preview` reports ("top 1% of keys").
@@ -69,7 +69,8 @@ def _list(args: Namespace, console: Console) -> int:
 def _load_text(scn: Scenario) -> str:
     """`open 20000 ops/s, 60s` or `closed 16 users, 60s`."""
     load = scn.load
-    shape = f"open {load.rate:,.0f} ops/s" if load.mode == "open" else f"closed {load.users} users"
+    shape = (f"open {format_whole(load.rate)} ops/s" if load.mode == "open"
+             else f"closed {load.users} users")
     return f"{shape}, {load.duration:g}s"
 
 
@@ -241,17 +242,19 @@ def _tables(result: Preview) -> list[Table]:
     memory = _table("working set (every key cached; keys + values, no server overhead)",
                     "key space", "keys", "mean key", "mean value", "bytes")
     for s in result.spaces:
-        spaces.add_row(s.name, s.popularity, f"{s.requests:,}", _share(s.top_share_observed),
-                       _share(s.top_share_expected))
+        spaces.add_row(s.name, s.popularity, f"{s.requests:,}",
+                       format_percent(s.top_share_observed, 1),
+                       format_percent(s.top_share_expected, 1))
         memory.add_row(s.name, f"{s.keys:,}", f"{s.mean_key_bytes:.1f} B",
-                       _bytes(s.mean_value_bytes), _bytes(s.working_set_bytes))
-    memory.add_row("total", "", "", "", _bytes(result.working_set_bytes))
+                       format_size(s.mean_value_bytes), format_size(s.working_set_bytes))
+    memory.add_row("total", "", "", "", format_size(result.working_set_bytes))
     sizes = _table("sizes (bytes)", "", *(f"p{p}" if p < 100 else "max" for p in _PERCENTILES))
-    sizes.add_row("key length", *(f"{v:,.0f}" for v in result.key_length.values()))
-    sizes.add_row("value size", *(f"{v:,.0f}" for v in result.value_size.values()))
+    sizes.add_row("key length", *map(format_whole, result.key_length.values()))
+    sizes.add_row("value size", *map(format_whole, result.value_size.values()))
     ttls = _table("TTL shares (TTL each op would write with)", "ttl", "share")
     for ttl, share in list(result.ttl_shares.items())[:12]:
-        ttls.add_row("no expiry" if ttl == 0 else _duration(ttl), format_percent(round(share, 4)))
+        ttls.add_row("no expiry" if ttl == 0 else format_duration(ttl),
+                     format_percent(round(share, 4)))
     if len(result.ttl_shares) > 12:
         ttls.add_row(f"... {len(result.ttl_shares) - 12} more", "")
     return [ops, spaces, memory, sizes, ttls]
@@ -262,24 +265,3 @@ def _table(title: str, *columns: str) -> Table:
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right")
     return table
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
-def _bytes(value: float) -> str:
-    """Bytes for people: 1536 -> `1.5 KiB`."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:,.0f} B" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{value:,.1f} TiB"
-
-
-def _duration(seconds: float) -> str:
-    """3600 -> `1h`, 90 -> `1.5m`, 0.25 -> `250ms`."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds * 1000:g}ms"

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.targets import memcached, redis
 from bench.targets.base import Target, TargetInfo, UnsupportedOperation, parse_target
+from bench.vocabulary import ERROR_CLIENT, ERROR_CONNECTION, ERROR_OTHER, ERROR_TIMEOUT
 
 __all__ = ["Target", "TargetInfo", "UnsupportedOperation", "error_kind", "open_target",
            "parse_target", "server_stats", "server_versions", "unsupported_ops"]
@@ -46,18 +47,18 @@ def unsupported_ops(info: TargetInfo) -> frozenset[str]:
 
 
 def error_kind(exc: BaseException) -> str:
-    """One of "timeout", "connection", "server", "client", "other" for an exception raised
-    by a Target call; the recorder counts errors by these kinds."""
+    """The error kind (vocabulary.ERROR_KINDS, or ERROR_OTHER) of an exception raised by a
+    Target call; the recorder counts errors by these kinds."""
     kind = memcached.error_kind(exc) or redis.error_kind(exc)
     if kind:
         return kind
     if isinstance(exc, TimeoutError):       # socket.timeout is TimeoutError
-        return "timeout"
+        return ERROR_TIMEOUT
     if isinstance(exc, OSError):            # refused, reset, broken pipe, unknown host
-        return "connection"
+        return ERROR_CONNECTION
     if isinstance(exc, UnsupportedOperation):
-        return "client"
-    return error_kind(exc.__cause__) if exc.__cause__ is not None else "other"
+        return ERROR_CLIENT
+    return error_kind(exc.__cause__) if exc.__cause__ is not None else ERROR_OTHER
 
 
 def server_stats(info: TargetInfo, timeout: float = STATS_TIMEOUT) -> dict[str, dict[str, Any]]:

@@ -23,6 +23,7 @@ from pymemcache.exceptions import (MemcacheClientError, MemcacheError,
                                    MemcacheUnexpectedCloseError)
 
 from bench.targets.base import Target, split_node
+from bench.vocabulary import ERROR_CLIENT, ERROR_CONNECTION, ERROR_SERVER
 
 HASH_STOP = "|#|"            # mcrouter/MediaWiki: only the key before it picks the node
 POINTS_PER_NODE = 160        # ketama points per node, as libmemcached and twemproxy use
@@ -169,9 +170,9 @@ def node_version(node: str, timeout: float) -> str:
 def error_kind(exc: BaseException) -> str | None:
     """Classify pymemcache's exceptions; None when `exc` is not one of them."""
     if isinstance(exc, MemcacheUnexpectedCloseError):
-        return "connection"
+        return ERROR_CONNECTION
     if isinstance(exc, MemcacheServerError):
-        return "client" if "too large" in str(exc) else "server"
+        return ERROR_CLIENT if "too large" in str(exc) else ERROR_SERVER
     if isinstance(exc, MemcacheClientError):
-        return "client"
+        return ERROR_CLIENT
     return None

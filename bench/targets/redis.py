@@ -21,12 +21,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from bench.targets.base import Target, TargetInfo, split_node
+from bench.vocabulary import ERROR_CLIENT, ERROR_CONNECTION, ERROR_SERVER, ERROR_TIMEOUT
 
 CLIENT_NAME = "cachebench"   # visible in CLIENT LIST, so operators can tell who is loading
 ERRORS = (RedisError, RedisClusterException)   # what a node can raise besides OSError
-_KINDS = ((RedisTimeoutError, "timeout"), (RedisConnectionError, "connection"),
-          (DataError, "client"), (ResponseError, "server"),   # ResponseError: OOM, MOVED, ...
-          (ClusterError, "server"))                            # ClusterError: MOVED storms
+_KINDS = ((RedisTimeoutError, ERROR_TIMEOUT), (RedisConnectionError, ERROR_CONNECTION),
+          (DataError, ERROR_CLIENT),
+          (ResponseError, ERROR_SERVER),   # OOM, MOVED, ...
+          (ClusterError, ERROR_SERVER))    # MOVED storms
 
 
 def _ms(ttl: float) -> int:
@@ -240,5 +242,5 @@ def error_kind(exc: BaseException) -> str | None:
         if isinstance(exc, cls):
             return kind
     if isinstance(exc, RedisClusterException) and exc.__cause__ is None:
-        return "server"
+        return ERROR_SERVER
     return None

@@ -29,7 +29,9 @@ from redis.crc import key_slot
 from bench.scenario import keys as mwkeys
 from bench.scenario.distributions import Latest, Sequential, hashed_uniform
 from bench.errors import InputError
-from bench.scenario.model import TRACE_OPS, KeySpace, MixEntry, Scenario, read_trace
+from bench.scenario.model import KeySpace, MixEntry, Scenario
+from bench.scenario.trace import TRACE_OPS, read_trace
+from bench.vocabulary import entry_op
 from bench.workload.values import Payload, segment_layout
 
 #: Ops per block of the global stream (the unit of determinism and of vectorised draws).
@@ -115,7 +117,7 @@ class SpacePlan:
         self.check_templates = built.check_templates
         self.value_size, self.key_size = built.value_size, built.key_size
         self.salts = {w: _salt(seed, space.name, w) for w in ("value", "key")}
-        self.entries = [(name, entry, entry.op or name) for name, entry in space.mix.items()]
+        self.entries = [(name, entry, entry_op(name, entry)) for name, entry in space.mix.items()]
         weights = np.array([e.weight for _, e, _ in self.entries])
         self.entry_p = weights / weights.sum()
         self.write_share = float(sum(p for p, (_, _, a) in zip(self.entry_p, self.entries)
