@@ -168,22 +168,21 @@ def prefill(info: TargetInfo, workload: Workload, quiet: bool) -> int:
 
 
 def run_info(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetInfo,
-             slo: SloSpec | None, versions: dict[str, str]) -> dict[str, Any]:
-    """run.json's content at the start; the master adds status and end time."""
-    return {
-        "harness": {"name": "cachebench", "version": __version__},
-        "scenario": {"name": scenario.name, "file": str(scenario.source or ""),
-                     "seed": plan.seed, "resolved": scenario.to_json()},
-        "target": {"url": info.redacted, "kind": info.kind, "nodes": list(info.nodes)},
-        "load": {**dataclasses.asdict(plan), "processes": args.processes or 1},
-        "slo": slo.to_data() if slo is not None else None,
-        "versions": {"python": platform.python_version(), **_package_versions(),
-                     "servers": versions},
-        "host": {"hostname": socket.gethostname(), "platform": platform.platform(),
-                 "cpus": os.cpu_count()},
-        "argv": sys.argv,
-        "interval_s": 1.0,
-    }
+             slo: SloSpec | None, versions: dict[str, str]) -> rundir.RunInfo:
+    """What ran, for run.json; the master's RunWriter adds the interval, status and times."""
+    return rundir.RunInfo(
+        harness={"name": "cachebench", "version": __version__},
+        scenario=rundir.RunScenario(name=scenario.name, file=str(scenario.source or ""),
+                                    seed=plan.seed, resolved=scenario.to_json()),
+        target=rundir.RunTarget(url=info.redacted, kind=info.kind, nodes=list(info.nodes)),
+        load={**dataclasses.asdict(plan), "processes": args.processes or 1},
+        slo=slo.to_data() if slo is not None else None,
+        versions={"python": platform.python_version(), **_package_versions(),
+                  "servers": versions},
+        host={"hostname": socket.gethostname(), "platform": platform.platform(),
+              "cpus": os.cpu_count()},
+        argv=sys.argv,
+    )
 
 
 def _package_versions() -> dict[str, str | None]:
@@ -197,7 +196,7 @@ def _package_versions() -> dict[str, str | None]:
 
 
 def run_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
-               run_dir: Path, info_json: dict[str, Any]) -> RunConfig:
+               run_dir: Path, description: rundir.RunInfo) -> RunConfig:
     """What every Locust process reads (bench.loadgen.users)."""
     timeout_s = _flag(parse_duration, args.timeout, "--timeout")
     if timeout_s <= 0:
@@ -205,7 +204,7 @@ def run_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
                          field="--timeout")
     return RunConfig(scenario=scenario.to_json(), load=plan, target_url=url,
                      timeout_s=timeout_s,
-                     run_dir=str(run_dir), run_info=info_json, ui=bool(args.ui))
+                     run_dir=str(run_dir), run_info=description, ui=bool(args.ui))
 
 
 def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str) -> list[str]:
@@ -259,15 +258,15 @@ def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool
         raise TargetError(f"the load generator did not start (Locust exit code {locust_rc}); "
                           f"see {run_dir}/locust.out\n{_tail(run_dir / 'locust.out')}")
     info = rundir.read_run_info(run_dir)
-    if info.get("status") == "aborted":
-        raise TargetError(f"run aborted: {info.get('reason', 'see ' + str(run_dir / 'locust.log'))}")
-    if info.get("status") == "running":
+    if info.status == "aborted":
+        raise TargetError(f"run aborted: {info.reason or 'see ' + str(run_dir / 'locust.log')}")
+    if info.status == "running":
         tail = _tail(run_dir / "locust.log") or _tail(run_dir / "locust.out")
         raise TargetError(f"the load generator stopped without finishing the run "
                           f"(Locust exit code {locust_rc}); see {run_dir}/locust.log\n{tail}")
     run = analyze.load_runs([run_dir])
     summary = analyze.summarize(run, slo)
-    if not summary["total"]["count"]:
+    if not summary.total.count:
         raise TargetError(f"no operations were recorded; see {run_dir}/locust.log\n"
                           f"{_tail(run_dir / 'locust.log')}")
     analyze.write_summary(run_dir, summary)

@@ -15,7 +15,6 @@ averaged), and the table prints the ratio. What it measures:
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -34,10 +33,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import cluster
-from bench.analysis.runs import load_runs, summarize
+from bench.analysis.runs import load_runs, read_summary, summarize
 from bench.results.histograms import PERCENTILES, histogram_from_values
-from bench.results.recorder import Interval, OpInterval, Recorder
-from bench.results.rundir import RunWriter
+from bench.results.recorder import INTERVAL_S, Interval, OpInterval, Recorder
+from bench.results.rundir import RunInfo, RunScenario, RunWriter
 from bench.scenario.model import load_scenario
 from bench.targets import open_target, parse_target
 from bench.units import format_percent, format_times, format_whole
@@ -88,8 +87,7 @@ def harness_gets_per_s(url: str, seconds: float, users: int) -> float:
                         "--duration", f"{seconds}s", "--warmup", "1s", "--out", str(out),
                         "--users", str(users),
                         "--quiet"], check=True, capture_output=True)
-        summary = json.loads((out / "summary.json").read_text())
-    return float(summary["total"]["throughput"])
+        return float(read_summary(out).total.throughput or 0.0)
 
 
 def memcslap_gets_per_s(node: str, count: int = 50_000) -> float | None:
@@ -165,7 +163,7 @@ SYNTHETIC_OPS = ("get", "get_multi", "set", "add", "delete", "incr", "touch", "r
 
 def write_synthetic_run(path: Path, n_intervals: int, n_ops: int, seed: int = 1,
                         start: float = 1_764_072_000.0) -> None:
-    """A run directory of `n_intervals` 1 s intervals x `n_ops` ops, lognormal latencies.
+    """A run directory of `n_intervals` intervals x `n_ops` ops, lognormal latencies.
 
     A pool of 16 distinct histograms per op is cycled, so writing stays quick while the
     analysis still decodes every line of the log.
@@ -175,14 +173,13 @@ def write_synthetic_run(path: Path, n_intervals: int, n_ops: int, seed: int = 1,
            for i in range(n_ops)]
     pool = {op: [histogram_from_values(np.clip(rng.lognormal(5.5, 0.6, 1000), 1, 6e7)
                                        .astype(np.int64)) for _ in range(16)] for op in ops}
-    info = {"scenario": {"name": "synthetic"}, "target": None, "interval_s": 1.0}
-    with RunWriter(path, info, start) as writer:
+    with RunWriter(path, RunInfo(scenario=RunScenario(name="synthetic")), start) as writer:
         for i in range(n_intervals):
             hists = {op: pool[op][i % 16] for op in ops}
-            writer.write_interval(Interval(start + i, 1.0, {
+            writer.write_interval(Interval(start + i * INTERVAL_S, INTERVAL_S, {
                 op: OpInterval(latency=h, service=h, count=h.total_count, keys=h.total_count)
                 for op, h in hists.items()}))
-        writer.finish("completed", ended=start + n_intervals)
+        writer.finish("completed", ended=start + n_intervals * INTERVAL_S)
 
 
 def bench_analyze_speed(n_intervals: int = 3600, n_ops: int = 8) -> dict[str, float]:
@@ -204,7 +201,8 @@ def bench_analyze_speed(n_intervals: int = 3600, n_ops: int = 8) -> dict[str, fl
     seconds = analysed - written
     return {"intervals": n_intervals, "ops": n_ops, "histograms": n_intervals * n_ops * 2,
             "write_s": written - began, "analyze_s": seconds,
-            "budget_ratio": seconds / (0.01 * n_intervals), "count": summary["total"]["count"]}
+            "budget_ratio": seconds / (0.01 * n_intervals * INTERVAL_S),
+            "count": summary.total.count}
 
 
 def measure(url: str, seconds: float, say: Console) -> list[tuple[str, str, str]]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.results.histograms import histogram_from_values
 from bench.results.recorder import Interval, OpInterval
-from bench.results.rundir import RunWriter, stats_snapshot
+from bench.results.rundir import RunInfo, RunWriter, stats_snapshot
 
 START = 1_764_072_000.0
 Values = Sequence[Sequence[int]]
@@ -38,7 +38,7 @@ def make_run_dir(base: Path, ops: Mapping[str, Values], *, name: str = "run",
     """
     path = base / name
     n_intervals = max(len(per_interval) for per_interval in ops.values())
-    with RunWriter(path, run_info(slo, interval_s), start) as writer:
+    with RunWriter(path, RunInfo.from_json(run_info(slo)), start, interval_s) as writer:
         for i in range(n_intervals):
             writer.write_interval(Interval(start + i * interval_s, interval_s, {
                 op: _op_interval(values[i], _at(service or ops, op, i),
@@ -70,8 +70,8 @@ def _op_interval(latency: Sequence[int], service: Sequence[int] | None,
                       bytes=counters.get("bytes", 100 * len(latency)))
 
 
-def run_info(slo: dict[str, Any] | None, interval_s: float) -> dict[str, Any]:
-    """The run.json keys a driver passes to RunWriter, plausible for a local run."""
+def run_info(slo: dict[str, Any] | None) -> dict[str, Any]:
+    """The run.json keys a driver describes a run with, plausible for a local run."""
     return {
         "harness": {"name": "cachebench", "version": "0.1.0"},
         "scenario": {"name": "synthetic", "file": "scenarios/synthetic.yaml", "seed": 1,
@@ -84,7 +84,6 @@ def run_info(slo: dict[str, Any] | None, interval_s: float) -> dict[str, Any]:
         "versions": {"python": "3.11.2", "servers": {"127.0.0.1:11211": "1.6.21"}},
         "host": {"hostname": "testhost", "platform": "Linux", "cpus": 2},
         "argv": ["bench", "run", "synthetic"],
-        "interval_s": interval_s,
     }
 
 

@@ -66,7 +66,7 @@ def test_summary_percentiles_and_counters(tmp_path: Path) -> None:
                            counters={"get": [{"hits": 400, "misses": 100, "errors": {"timeout": 2}},
                                              {"hits": 450, "misses": 50,
                                               "errors": {"connection": 1}}]})
-    summary = summarize(load_runs([run_dir]), None)
+    summary = summarize(load_runs([run_dir]), None).to_json()
     get, set_ = summary["ops"]["get"], summary["ops"]["set"]
     assert get["latency_us"] == {"p50": 500, "p90": 900, "p99": 990, "p99.9": 999,
                                  "p99.99": 1000, "max": 1000, "mean": 500.5}
@@ -84,14 +84,14 @@ def test_summary_percentiles_and_counters(tmp_path: Path) -> None:
     assert summary["duration_s"] == 2.0 and summary["scenario"] == "synthetic"
     assert summary["completed"] is True and summary["slo"] is None
     assert summary["started"] == "2025-11-25T12:00:00.000Z"
-    assert set(summary) == {"scenario", "started", "ended", "duration_s", "target",
+    assert set(summary) == {"format", "scenario", "started", "ended", "duration_s", "target",
                             "completed", "ops", "total", "slo"}
 
 
 def _slo_pass(tmp_path: Path, values: list[int], under: str, name: str) -> bool | None:
     slo = parse_slo({"objectives": [{"ops": ["get"], "percentile": "99%", "under": under}]})
     run_dir = make_run_dir(tmp_path, {"get": [[100] * 99 + values]}, name=name)
-    return summarize(load_runs([run_dir]), slo)["slo"]["passed"]
+    return summarize(load_runs([run_dir]), slo).to_json()["slo"]["passed"]
 
 
 def test_verdict_at_threshold_meets_and_just_over_misses(tmp_path: Path) -> None:
@@ -106,10 +106,10 @@ def test_percent_boundary_is_exact(tmp_path: Path) -> None:
     slo = parse_slo({"objectives": [{"ops": ["get"], "percentile": "99.9%", "under": "1ms"}]})
     at = make_run_dir(tmp_path, {"get": [[100] * 999 + [5000]]}, name="at")
     over = make_run_dir(tmp_path, {"get": [[100] * 998 + [5000] * 2]}, name="over")
-    objective = summarize(load_runs([at]), slo)["slo"]["objectives"][0]
+    objective = summarize(load_runs([at]), slo).to_json()["slo"]["objectives"][0]
     assert (objective["under_count"], objective["count"], objective["passed"]) == (999, 1000, True)
     assert objective["observed_percentile_us"] == 100
-    assert summarize(load_runs([over]), slo)["slo"]["passed"] is False
+    assert summarize(load_runs([over]), slo).to_json()["slo"]["passed"] is False
 
 
 def test_windows_from_a_run(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_windows_from_a_run(tmp_path: Path) -> None:
     slow, fast = [5000] * 10, [100] * 10
     run_dir = make_run_dir(tmp_path, {"get": [fast, fast, fast, slow, fast, fast],
                                       "get_multi": [fast] * 6})
-    objective = summarize(load_runs([run_dir]), slo)["slo"]["objectives"][0]
+    objective = summarize(load_runs([run_dir]), slo).to_json()["slo"]["objectives"][0]
     assert objective["under_count"] == 110 and objective["count"] == 120
     assert objective["windows"]["compliant"] == 2 and objective["windows"]["windows"] == 3
     assert objective["whole_run_passed"] is True and objective["passed"] is True
@@ -134,8 +134,8 @@ def test_two_directories_merge_exactly(tmp_path: Path) -> None:
     together = make_run_dir(tmp_path, {"get": [a_values[0] + b_values[0], a_values[1] +
                                                b_values[1], b_values[2]], "set": [[10]]},
                             name="together")
-    merged = summarize(load_runs([a, b]), None)
-    single = summarize(load_runs([together]), None)
+    merged = summarize(load_runs([a, b]), None).to_json()
+    single = summarize(load_runs([together]), None).to_json()
     assert merged["ops"]["get"]["latency_us"] == single["ops"]["get"]["latency_us"]
     assert merged["total"]["latency_us"] == single["total"]["latency_us"]
     assert merged["ops"]["get"]["count"] == 8 and merged["ops"]["get"]["hits"] == 3
@@ -308,7 +308,7 @@ def test_total_hit_ratio_counts_lookups_only(tmp_path: Path) -> None:
                            counters={"get": [{"hits": 9, "misses": 1}],
                                      "delete": [{"hits": 0, "misses": 10}]})
     run = load_runs([run_dir])
-    summary = summarize(run, parse_slo({"hit_ratio": {"min": "90%"}}))
+    summary = summarize(run, parse_slo({"hit_ratio": {"min": "90%"}})).to_json()
     assert summary["ops"]["delete"]["misses"] == 10  # still reported for the op itself
     assert (summary["total"]["hits"], summary["total"]["misses"]) == (9, 1)
     assert summary["slo"]["hit_ratio"]["observed"] == 0.9

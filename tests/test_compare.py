@@ -11,7 +11,7 @@ import pytest
 from bench.analysis.runs import load_runs
 from bench.cli import main
 from bench.analysis.compare import Row, Tolerance, compare, to_junit, to_markdown
-from bench.results.rundir import RunWriter
+from bench.results.rundir import RunInfo, RunScenario, RunWriter
 from helpers_rundir import START, make_run_dir
 
 INTERVALS, PER_INTERVAL = 40, 400
@@ -119,7 +119,7 @@ def test_markdown_and_junit_without_regression() -> None:
 def test_empty_candidate_is_bad_input(runs: dict[str, Path], tmp_path: Path,
                                       capsys: pytest.CaptureFixture) -> None:
     empty = tmp_path / "empty"
-    with RunWriter(empty, {"scenario": {"name": "x"}}, START) as writer:
+    with RunWriter(empty, RunInfo(scenario=RunScenario(name="x")), START) as writer:
         writer.finish("aborted", ended=START + 1)
     assert main(["compare", str(runs["baseline"]), str(empty)]) == 2
     assert capsys.readouterr().err == (f"bench: {empty}: no operations recorded; "

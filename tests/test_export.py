@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.analysis.runs import load_runs, slo_for, summarize
+from bench.analysis.summary import OpSummary, Summary
 from bench.cli import main
 from bench.output.export import to_csv, to_prometheus
 from helpers_rundir import START, make_run_dir
@@ -91,14 +92,13 @@ def test_prometheus_exposition_parses_and_matches_summary(run_dir: Path) -> None
 
 
 def test_label_values_are_escaped() -> None:
-    summary = {"scenario": 'a "quoted"\\name\nx', "target": None, "started": None,
-               "duration_s": 0.0, "ops": {}, "slo": None,
-               "total": {"count": 0, "errors_by_kind": {}, "hits": None, "misses": None,
-                         "throughput": None,
-                         "latency_us": dict.fromkeys(("p50", "p90", "p99", "p99.9", "p99.99",
-                                                      "max", "mean")),
-                         "service_us": dict.fromkeys(("p50", "p90", "p99", "p99.9", "p99.99",
-                                                      "max", "mean"))}}
+    no_values = dict.fromkeys(("p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"))
+    nothing = OpSummary(count=0, errors=0, errors_by_kind={}, hits=None, misses=None,
+                        hit_ratio=None, keys=0, throughput=None, bytes=0, latency_us=no_values,
+                        service_us=no_values)
+    summary = Summary(scenario='a "quoted"\\name\nx', started=None, ended=None,
+                      duration_s=0.0, target=None, completed=False, ops={}, total=nothing,
+                      slo=None)
     text = to_prometheus(summary)
     samples = parse_exposition(text)
     assert 'scenario="a \\"quoted\\"\\\\name\\nx"' in text

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.results.rundir import RunWriter
+from bench.results.rundir import RunInfo, RunScenario, RunWriter
 from helpers_rundir import START, make_run_dir
 
 SLO = {"objectives": [{"ops": ["get"], "percentile": "99%", "under": "1ms"},
@@ -116,7 +116,7 @@ def test_bad_out_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
 
 def test_empty_run_renders_without_warnings(tmp_path: Path) -> None:
     run_dir = tmp_path / "empty"
-    with RunWriter(run_dir, {"scenario": {"name": "x"}}, START) as writer:
+    with RunWriter(run_dir, RunInfo(scenario=RunScenario(name="x")), START) as writer:
         writer.finish("aborted", ended=START + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

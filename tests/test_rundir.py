@@ -11,14 +11,16 @@ import pytest
 
 from bench.errors import InputError, TargetError
 from bench.results.hlog import read_hlog
-from bench.results.rundir import (RUN_JSON, TIMELINE_COLUMNS, TIMELINE_CSV, RunWriter, TimelineRow,
-                          new_run_dir, read_run, read_run_info, stats_snapshot)
+from bench.results.rundir import (RUN_JSON, TIMELINE_COLUMNS, TIMELINE_CSV, RunInfo, RunWriter,
+                                  TimelineRow, new_run_dir, read_run, read_run_info,
+                                  stats_snapshot)
 from bench.results.histograms import histogram_from_values
 from bench.results.recorder import Interval, OpInterval
 
 START = 1764072000.25
 WHEN = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
 RUN_INFO = {"scenario": {"name": "smoke", "seed": 1}, "load": {"mode": "open", "rate": 100}}
+DESCRIPTION = RunInfo.from_json(RUN_INFO)
 
 
 def interval(second: int) -> Interval:
@@ -78,7 +80,7 @@ def test_completed_run_reads_back_exactly(tmp_path: Path) -> None:
     before = stats_snapshot({"127.0.0.1:11211": {"get_hits": 5}}, START)
     after = stats_snapshot({"127.0.0.1:11211": {"get_hits": 9}, "127.0.0.1:11212": {
         "error": "connection refused"}}, START + 3)
-    with RunWriter(tmp_path, RUN_INFO, START) as writer:
+    with RunWriter(tmp_path, DESCRIPTION, START) as writer:
         running = json.loads((tmp_path / RUN_JSON).read_text())
         for second in range(3):
             writer.write_interval(interval(second))
@@ -86,9 +88,10 @@ def test_completed_run_reads_back_exactly(tmp_path: Path) -> None:
         writer.finish("completed", ended=START + 3.5)
     assert (running["status"], running["completed"], running["ended"]) == ("running", False, None)
     run = read_run(tmp_path)
-    assert run.info == {**RUN_INFO, "interval_s": 1.0, "started": "2025-11-25T12:00:00.250Z",
-                        "ended": "2025-11-25T12:00:03.750Z", "status": "completed",
-                        "completed": True}
+    assert run.info.to_json() == {**RUN_INFO, "format": 1, "interval_s": 1.0,
+                                  "started": "2025-11-25T12:00:00.250Z",
+                                  "ended": "2025-11-25T12:00:03.750Z", "status": "completed",
+                                  "completed": True}
     assert run.timeline == [row for second in range(3) for row in expected_rows(second)]
     assert run.server_stats == {"kind": "memcached", "before": {
         "taken_at": "2025-11-25T12:00:00.250Z", "nodes": {"127.0.0.1:11211": {"get_hits": 5}}},
@@ -100,33 +103,33 @@ def test_completed_run_reads_back_exactly(tmp_path: Path) -> None:
 
 def test_interrupted_run_keeps_status_and_intervals_so_far(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        with RunWriter(tmp_path, RUN_INFO, START) as writer:
+        with RunWriter(tmp_path, DESCRIPTION, START) as writer:
             writer.write_interval(interval(0))
             writer.write_interval(interval(1))
             mid_run = read_run(tmp_path)
             raise KeyboardInterrupt
-    assert mid_run.info["status"] == "running"
+    assert mid_run.info.status == "running"
     assert mid_run.timeline == expected_rows(0) + expected_rows(1)
     run = read_run(tmp_path)
     assert run.info == read_run_info(tmp_path)
-    assert (run.info["status"], run.info["completed"]) == ("interrupted", False)
-    assert run.info["ended"] is not None and run.server_stats is None
+    assert (run.info.status, run.info.completed) == ("interrupted", False)
+    assert run.info.ended is not None and run.server_stats is None
     assert run.timeline == expected_rows(0) + expected_rows(1)
     assert hlog_summary(run.hlog) == expected_hlog(range(2))
 
 
 def test_lost_target_finishes_as_aborted_and_normal_exit_as_completed(tmp_path: Path) -> None:
     with pytest.raises(TargetError):
-        with RunWriter(tmp_path / "lost", RUN_INFO, START):
+        with RunWriter(tmp_path / "lost", DESCRIPTION, START):
             raise TargetError("memcached://127.0.0.1:1: connection refused")
-    with RunWriter(tmp_path / "fine", RUN_INFO, START):
+    with RunWriter(tmp_path / "fine", DESCRIPTION, START):
         pass
-    assert [read_run(tmp_path / name).info["status"] for name in ("lost", "fine")] == \
+    assert [read_run(tmp_path / name).info.status for name in ("lost", "fine")] == \
         ["aborted", "completed"]
 
 
 def test_finish_twice_or_with_an_unknown_status_is_refused(tmp_path: Path) -> None:
-    writer = RunWriter(tmp_path, RUN_INFO, START)
+    writer = RunWriter(tmp_path, DESCRIPTION, START)
     with pytest.raises(ValueError, match="status must be one of"):
         writer.finish("done")
     writer.finish("aborted")
@@ -136,14 +139,14 @@ def test_finish_twice_or_with_an_unknown_status_is_refused(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("missing", [RUN_JSON, "latency.hlog", TIMELINE_CSV])
 def test_read_run_names_the_missing_file(tmp_path: Path, missing: str) -> None:
-    RunWriter(tmp_path, RUN_INFO, START).finish()
+    RunWriter(tmp_path, DESCRIPTION, START).finish()
     (tmp_path / missing).unlink()
     with pytest.raises(InputError, match=f"not a run directory: {missing} is missing"):
         read_run(tmp_path)
 
 
 def test_timeline_truncated_last_line_is_skipped_and_bad_rows_named(tmp_path: Path) -> None:
-    with RunWriter(tmp_path, RUN_INFO, START) as writer:
+    with RunWriter(tmp_path, DESCRIPTION, START) as writer:
         writer.write_interval(interval(0))
     path = tmp_path / TIMELINE_CSV
     text = path.read_text()
@@ -156,7 +159,7 @@ def test_timeline_truncated_last_line_is_skipped_and_bad_rows_named(tmp_path: Pa
 
 
 def test_run_json_that_is_not_json_is_named_with_its_line(tmp_path: Path) -> None:
-    RunWriter(tmp_path, RUN_INFO, START).finish()
+    RunWriter(tmp_path, DESCRIPTION, START).finish()
     (tmp_path / RUN_JSON).write_text('{\n  "status": \n')
     with pytest.raises(InputError, match="invalid JSON") as caught:
         read_run(tmp_path)

@@ -128,30 +128,30 @@ def _latency_spec(percentile: str = "99%", **extra: object) -> dict:
 
 def test_latency_objective_at_the_boundary() -> None:
     exactly = evaluate(parse_slo(_latency_spec()), FakeSource([99], [100], {}))
-    assert exactly["passed"] is True
-    assert exactly["objectives"][0]["observed_fraction"] == 0.99
-    assert exactly["objectives"][0]["threshold_us"] == 2000
-    assert exactly["objectives"][0]["observed_percentile_us"] == 1234.0
+    assert exactly.passed is True
+    assert exactly.objectives[0].observed_fraction == 0.99
+    assert exactly.objectives[0].threshold_us == 2000
+    assert exactly.objectives[0].observed_percentile_us == 1234.0
     short = evaluate(parse_slo(_latency_spec()), FakeSource([98], [100], {}))
-    assert short["passed"] is False
+    assert short.passed is False
     assert failures(short) == ["99% of get under 2 ms: only 98.000% were"]
 
 
 def test_no_data_is_not_judged() -> None:
     verdict = evaluate(parse_slo(_latency_spec()), FakeSource([0], [0], {}))
-    assert verdict["objectives"][0]["passed"] is None
-    assert verdict["passed"] is None
+    assert verdict.objectives[0].passed is None
+    assert verdict.passed is None
 
 
 def test_windows_share_and_whole_run() -> None:
     # 4 intervals of 1 s, windows of 2 s: window 0 = 200/200, window 1 = 190/200 (95%).
     spec = parse_slo(_latency_spec("95%", window="2s", windows_compliant="50%"))
     source = FakeSource([100, 100, 100, 90], [100, 100, 100, 100], {})
-    objective = evaluate(spec, source)["objectives"][0]
+    objective = evaluate(spec, source).to_json()["objectives"][0]
     assert objective["windows"] == {"window_s": 2.0, "windows": 2, "compliant": 2, "share": 1.0,
                                     "target": 0.5, "worst": 0.95, "passed": True}
     strict = parse_slo(_latency_spec("96%", window="2s", windows_compliant="100%"))
-    objective = evaluate(strict, source)["objectives"][0]
+    objective = evaluate(strict, source).to_json()["objectives"][0]
     assert objective["whole_run_passed"] is True  # 390/400 = 97.5% >= 96%
     assert objective["windows"]["compliant"] == 1 and objective["windows"]["passed"] is False
     assert objective["passed"] is False
@@ -166,7 +166,7 @@ def test_error_budget_arithmetic_and_burn_rate() -> None:
     counters = {"count": [1000, 1000], "errors": [1, 3], "errors_timeout": [1, 2],
                 "errors_connection": [0, 1]}
     spec = parse_slo({"errors": {"max": "0.2%"}, "window": "1s", "windows_compliant": "50%"})
-    errors = evaluate(spec, FakeSource([], [0, 0], counters))["errors"]
+    errors = evaluate(spec, FakeSource([], [0, 0], counters)).to_json()["errors"]
     assert errors["errors"] == 4 and errors["count"] == 2000
     assert errors["observed_fraction"] == 0.002
     assert errors["burn_rate"] == pytest.approx(1.0)
@@ -179,12 +179,12 @@ def test_error_budget_arithmetic_and_burn_rate() -> None:
 def test_error_budget_just_over_and_timeouts_excluded() -> None:
     counters = {"count": [1000], "errors": [3], "errors_timeout": [2], "errors_server": [1]}
     over = evaluate(parse_slo({"errors": {"max": "0.2%"}}), FakeSource([], [0], counters))
-    assert over["errors"]["errors"] == 3 and over["passed"] is False
+    assert over.errors.errors == 3 and over.passed is False
     assert failures(over) == ["errors <= 0.2%: 0.300% failed (burn rate 1.5x)"]
     spec = parse_slo({"errors": {"max": "0.2%", "count_timeouts": False}})
     excluded = evaluate(spec, FakeSource([], [0], counters))
-    assert excluded["errors"]["errors"] == 1 and excluded["passed"] is True
-    assert excluded["errors"]["kinds"] == ["connection", "server", "client"]
+    assert excluded.errors.errors == 1 and excluded.passed is True
+    assert excluded.errors.kinds == ["connection", "server", "client"]
 
 
 def test_errors_of_an_unexpected_kind_spend_the_budget() -> None:
@@ -192,24 +192,24 @@ def test_errors_of_an_unexpected_kind_spend_the_budget() -> None:
     unexpected exception) is still a failed request."""
     counters = {"count": [1000], "errors": [3], "errors_timeout": [1]}
     verdict = evaluate(parse_slo({"errors": {"max": "0.2%"}}), FakeSource([], [0], counters))
-    assert verdict["errors"]["errors"] == 3 and verdict["passed"] is False
+    assert verdict.errors.errors == 3 and verdict.passed is False
     spec = parse_slo({"errors": {"max": "0.2%", "count_timeouts": False}})
-    assert evaluate(spec, FakeSource([], [0], counters))["errors"]["errors"] == 2
+    assert evaluate(spec, FakeSource([], [0], counters)).errors.errors == 2
 
 
 def test_zero_budget_burn_rate() -> None:
     counters = {"count": [10], "errors": [1], "errors_client": [1]}
     verdict = evaluate(parse_slo({"errors": {"max": 0}}), FakeSource([], [0], counters))
-    assert verdict["errors"]["burn_rate"] is None and verdict["passed"] is False
+    assert verdict.errors.burn_rate is None and verdict.passed is False
     assert failures(verdict) == ["errors <= 0%: 10.000% failed (zero budget)"]
 
 
 def test_hit_ratio_boundary() -> None:
     spec = parse_slo({"hit_ratio": {"min": "90%"}})
     met = evaluate(spec, FakeSource([], [0], {"hits": [90], "misses": [10]}))
-    assert met["hit_ratio"]["observed"] == 0.9 and met["passed"] is True
+    assert met.hit_ratio.observed == 0.9 and met.passed is True
     missed = evaluate(spec, FakeSource([], [0], {"hits": [89], "misses": [11]}))
-    assert missed["passed"] is False
+    assert missed.passed is False
     assert failures(missed) == ["hit ratio >= 90%: only 89.00%"]
 
 
@@ -217,7 +217,7 @@ def test_window_only_failure_is_explained() -> None:
     counters = {"count": [1000, 1000], "errors": [0, 3], "errors_timeout": [0, 3]}
     spec = parse_slo({"errors": {"max": "0.2%"}, "window": "1s", "windows_compliant": "100%"})
     verdict = evaluate(spec, FakeSource([], [0, 0], counters))
-    assert verdict["errors"]["whole_run_passed"] is True and verdict["passed"] is False
+    assert verdict.errors.whole_run_passed is True and verdict.passed is False
     assert failures(verdict) == ["errors <= 0.2%: met over the run, 50.0% of 1 s windows "
                                  "compliant (< 100%)"]
 

@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from bench.analysis.summary import SUMMARY_FORMATS, OpSummary, Summary
 from bench.analysis.verdicts import evaluate
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.results.histograms import (Layout, add_sparse, default_layout, latency_stats,
                                       layout_for, percentiles_from_counts, segment_percentiles,
                                       sparse_counts)
 from bench.results.hlog import read_hlog
-from bench.results.rundir import (SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS, TimelineRow,
-                                  read_run)
+from bench.results.rundir import (SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS, RunInfo,
+                                  TimelineRow, read_run, read_versioned)
 from bench.scenario.slo import SloSpec, load_slo, parse_slo
 from bench.vocabulary import ERROR_KINDS, ERROR_OTHER, LOOKUP_OPS
 
@@ -108,7 +109,7 @@ class RunData:
     """
 
     dirs: list[Path]
-    runs: list[dict[str, Any]]
+    runs: list[RunInfo]
     server_stats: list[dict[str, Any]]
     interval_starts: np.ndarray
     interval_lengths: np.ndarray
@@ -135,9 +136,9 @@ class RunData:
         Intervals are whole wall-clock seconds, so a 10 s window usually touches 11 of
         them; dividing by their span would understate throughput by up to 2 s worth.
         """
-        windows = [r["measured"] for r in self.runs if r.get("measured")]
+        windows = [r.measured for r in self.runs if r.measured]
         if windows:
-            return float(max(w["to"] for w in windows) - min(w["from"] for w in windows))
+            return float(max(w.end for w in windows) - min(w.start for w in windows))
         if not self.n_intervals:
             return 0.0
         return float((self.interval_starts + self.interval_lengths).max()
@@ -223,7 +224,7 @@ class _Builder:
             for name in COUNTER_COLUMNS:
                 counters[name] += getattr(row, name)
 
-    def finish(self, dirs: list[Path], runs: list[dict[str, Any]],
+    def finish(self, dirs: list[Path], runs: list[RunInfo],
                stats: list[dict[str, Any]]) -> RunData:
         """Align everything on the sorted union of interval starts."""
         starts = np.array(sorted(self.starts), dtype=np.float64)
@@ -269,8 +270,8 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
 # --- the summary ------------------------------------------------------------------------
 
 
-def _op_summary(run: RunData, ops: list[str], hit_ops: list[str] | None = None) -> dict[str, Any]:
-    """OpSummary (docs/internals.md) of `ops` merged: one op, or all for the total, whose
+def _op_summary(run: RunData, ops: list[str], hit_ops: list[str] | None = None) -> OpSummary:
+    """OpSummary of `ops` merged: one op, or all for the total, whose
     hits and misses are those of `hit_ops` (the lookups: vocabulary.LOOKUP_OPS)."""
     count = int(run.counter("count", ops).sum())
     errors = int(run.counter("errors", ops).sum())
@@ -285,75 +286,72 @@ def _op_summary(run: RunData, ops: list[str], hit_ops: list[str] | None = None) 
     misses = int(run.counter("misses", hit_ops).sum()) if has_hits else None
     lookups = (hits or 0) + (misses or 0)
     duration = run.duration_s
-    return {
-        "count": count,
-        "errors": errors,
-        "errors_by_kind": errors_by_kind,
-        "hits": hits, "misses": misses,
-        "hit_ratio": hits / lookups if has_hits and lookups else None,
-        "keys": int(run.counter("keys", ops).sum()),
-        "throughput": count / duration if duration else None,
-        "bytes": int(run.counter("bytes", ops).sum()),
-        "latency_us": latency_stats(run.total_counts(ops, "latency"), run.layout),
-        "service_us": latency_stats(run.total_counts(ops, "service"), run.layout),
-    }
+    return OpSummary(
+        count=count,
+        errors=errors,
+        errors_by_kind=errors_by_kind,
+        hits=hits, misses=misses,
+        hit_ratio=hits / lookups if has_hits and lookups else None,
+        keys=int(run.counter("keys", ops).sum()),
+        throughput=count / duration if duration else None,
+        bytes=int(run.counter("bytes", ops).sum()),
+        latency_us=latency_stats(run.total_counts(ops, "latency"), run.layout),
+        service_us=latency_stats(run.total_counts(ops, "service"), run.layout),
+    )
 
 
-def _meta(run: RunData) -> dict[str, Any]:
-    """What ran, from run.json (several directories: earliest start, latest end)."""
+def summarize(run: RunData, slo: SloSpec | None) -> Summary:
+    """summary.json: what ran, from run.json (several directories: earliest start, latest
+    end), per op, total, SLO verdict (or None)."""
     first = run.runs[0]
-    started = [r.get("started") for r in run.runs if r.get("started")]
-    ended = [r.get("ended") for r in run.runs if r.get("ended")]
-    return {
-        "scenario": (first.get("scenario") or {}).get("name"),
-        "started": min(started) if started else None,
-        "ended": max(ended) if ended else None,
-        "duration_s": run.duration_s,
-        "target": first.get("target"),
-        "completed": all(bool(r.get("completed")) for r in run.runs),
-    }
+    started = [r.started for r in run.runs if r.started]
+    ended = [r.ended for r in run.runs if r.ended]
+    return Summary(
+        scenario=first.scenario.name if first.scenario else None,
+        started=min(started) if started else None,
+        ended=max(ended) if ended else None,
+        duration_s=run.duration_s,
+        target=first.target,
+        completed=all(r.completed for r in run.runs),
+        ops={op: _op_summary(run, [op]) for op in run.ops},
+        total=_op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS]),
+        slo=evaluate(slo, run) if slo is not None else None,
+    )
 
 
-def summarize(run: RunData, slo: SloSpec | None) -> dict[str, Any]:
-    """summary.json as docs/internals.md defines it: per op, total, SLO verdict (or null)."""
-    summary = _meta(run)
-    summary["ops"] = {op: _op_summary(run, [op]) for op in run.ops}
-    summary["total"] = _op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS])
-    summary["slo"] = evaluate(slo, run) if slo is not None else None
-    return summary
-
-
-def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+def write_summary(run_dir: str | Path, summary: Summary) -> Path:
     """Write summary.json into a run directory (atomically: readers never see half a file)."""
     path = Path(run_dir) / SUMMARY_JSON
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n",
+    tmp.write_text(json.dumps(summary.to_json(), indent=2, allow_nan=False) + "\n",
                    encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def _json_default(value: Any) -> Any:
-    """numpy scalars to plain numbers for json."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+def read_summary(run_dir: str | Path) -> Summary:
+    """summary.json of a run directory, as `write_summary` wrote it (or an older format
+    this harness knows); InputError names the file when it is missing or unknown."""
+    path = Path(run_dir) / SUMMARY_JSON
+    if not path.is_file():
+        raise InputError(f"no {SUMMARY_JSON}; analyze the run first (bench analyze)",
+                         file=str(run_dir))
+    return read_versioned(path, SUMMARY_FORMATS, Summary)
 
 
 def slo_for(run: RunData, slo_file: str | None) -> SloSpec | None:
     """The SLO to judge by: --slo FILE, else the first run.json `slo` block, else none."""
     if slo_file:
         return load_slo(slo_file)
-    for path, data in zip(run.dirs, run.runs):
-        if data.get("slo"):
-            return parse_slo(data["slo"], file=str(path / "run.json"))
+    for path, info in zip(run.dirs, run.runs):
+        if info.slo:
+            return parse_slo(info.slo, file=str(path / "run.json"))
     return None
 
 
-def exit_code(summary: dict[str, Any]) -> int:
+def exit_code(summary: Summary) -> int:
     """0 when the SLO is met or there is none, 1 when missed."""
-    slo = summary.get("slo")
-    return EXIT_FAILED if slo and slo["passed"] is False else EXIT_OK
+    return EXIT_FAILED if summary.slo and summary.slo.passed is False else EXIT_OK
 
 
 def command(args: Any) -> int:
@@ -365,7 +363,7 @@ def command(args: Any) -> int:
     if len(run.dirs) == 1:
         write_summary(run.dirs[0], summary)
     if args.json:
-        print(json.dumps(summary, indent=2, default=_json_default))
+        print(json.dumps(summary.to_json(), indent=2))
     else:
         print_summary(summary)
     return exit_code(summary)

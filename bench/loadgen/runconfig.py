@@ -13,6 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.results.recorder import INTERVAL_S
+from bench.results.rundir import RunInfo
+
 #: The environment variable that carries a RunConfig from `bench run` to Locust.
 CONFIG_ENV = "CACHEBENCH_CONFIG"
 
@@ -40,15 +43,16 @@ class RunConfig:
     load: LoadPlan
     target_url: str  # with credentials: never written to run.json
     timeout_s: float
-    interval_s: float = 1.0
+    interval_s: float = INTERVAL_S  # what the recorders bin by and run.json records
     run_dir: str | None = None
-    run_info: dict[str, Any] = field(default_factory=dict)
+    run_info: RunInfo = field(default_factory=RunInfo)  # the run's description
     ui: bool = False
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        return json.dumps({**dataclasses.asdict(self), "run_info": self.run_info.to_json()})
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
         data = json.loads(text)
-        return cls(**{**data, "load": LoadPlan(**data["load"])})
+        return cls(**{**data, "load": LoadPlan(**data["load"]),
+                      "run_info": RunInfo.from_json(data["run_info"])})

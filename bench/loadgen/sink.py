@@ -49,7 +49,7 @@ class RunSink:
             gevent.spawn_later(max(0.0, measure_from - time.time()), self._snapshot_before)
         else:  # before the first op: the deltas then cover exactly the measured ops
             self._snapshot_before()
-        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time())
+        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time(), cfg.interval_s)
         self.measured_from = measure_from
         self.pending: dict[float, tuple[Interval, set[str]]] = {}
         self.done: set[str] = set()
@@ -110,8 +110,7 @@ class RunSink:
         after = rundir.stats_snapshot(server_stats(self.target_info), time.time())
         self.writer.write_server_stats(self.stats_before, after, self.target_info.kind)
         measured_to = min(time.time(), self.measured_from + self.cfg.load.duration_s)
-        self.writer.info["measured"] = {"from": self.measured_from,
-                                        "to": max(measured_to, self.measured_from)}
+        self.writer.set_measured(self.measured_from, max(measured_to, self.measured_from))
         self.writer.finish(status, reason=reason)
         log.info("cachebench: run directory %s %s", self.cfg.run_dir, status)
         if not self.cfg.ui:

@@ -1,8 +1,8 @@
 """What the terminal shows: the summary table with SLO verdicts, and live run progress.
 
 Latencies are stored in microseconds and shown in milliseconds, the unit SLOs for
-caches are written in. Tables read the summary dict (summary.json), so a table printed
-now and one printed from an old run directory look the same. Live progress reads the
+caches are written in. Tables read a `Summary` (summary.json's content), so a table
+printed now and one printed from an old run directory look the same. Live progress reads the
 run directory as it is written (the load runs in Locust child processes), or takes
 numbers through `RunProgress.update`.
 """
@@ -26,7 +26,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from bench.analysis.verdicts import describe_windows, failures
+from bench.analysis.summary import OpSummary, Summary
+from bench.analysis.verdicts import Verdict, describe_windows, failures
 from bench.results.histograms import counts_array, percentiles_from_counts
 from bench.results.hlog import parse_interval
 from bench.results.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_CSV, TimelineRow
@@ -35,30 +36,30 @@ from bench.units import format_ms, format_percent, format_times, format_us, form
 SHOWN = ("p50", "p99", "p99.9", "max")
 
 
-def error_kinds_line(summary: dict[str, Any]) -> Text | None:
+def error_kinds_line(summary: Summary) -> Text | None:
     """`errors by kind: get 9 timeout, 3 connection; set 1 server`, None without errors."""
     parts = []
-    for name, op in summary["ops"].items():
-        kinds = ", ".join(f"{n:,} {kind}" for kind, n in op["errors_by_kind"].items() if n)
+    for name, op in summary.ops.items():
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in op.errors_by_kind.items() if n)
         if kinds:
             parts.append(f"{name} {kinds}")
     return Text("errors by kind: " + "; ".join(parts), style="red") if parts else None
 
 
-def ops_table(summary: dict[str, Any]) -> Table:
+def ops_table(summary: Summary) -> Table:
     """Per op and total: rate, hit ratio, latency percentiles (ms), service p99, errors."""
     table = Table(title="latency (ms) from intended start; svc = service time from send",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   padding=(0, 1))
     for column in ("op", "ops/s", "hit%", *SHOWN, "svc p99", "errors"):
         table.add_column(column, justify="left" if column == "op" else "right")
-    rows = [*summary["ops"].items(), ("total", summary["total"])]
+    rows: list[tuple[str, OpSummary]] = [*summary.ops.items(), ("total", summary.total)]
     for i, (name, op) in enumerate(rows):
-        latency = op["latency_us"]
-        table.add_row(name, format_whole(op["throughput"]), format_percent(op["hit_ratio"], 1),
+        latency = op.latency_us
+        table.add_row(name, format_whole(op.throughput), format_percent(op.hit_ratio, 1),
                       *(format_ms(latency[key]) for key in SHOWN),
-                      format_ms(op["service_us"]["p99"]),
-                      f"{op['errors']:,}", end_section=i == len(rows) - 2,
+                      format_ms(op.service_us["p99"]),
+                      f"{op.errors:,}", end_section=i == len(rows) - 2,
                       style="bold" if name == "total" else None)
     return table
 
@@ -70,58 +71,58 @@ def _verdict_cell(passed: bool | None) -> Text:
     return Text("PASS", style="bold green") if passed else Text("FAIL", style="bold red")
 
 
-def slo_table(verdict: dict[str, Any]) -> Table:
+def slo_table(verdict: Verdict) -> Table:
     """One row per objective, then the error budget and the hit ratio."""
-    table = Table(title=f"SLO {verdict['name'] or ''}".rstrip(), title_justify="left",
+    table = Table(title=f"SLO {verdict.name or ''}".rstrip(), title_justify="left",
                   header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1))
     for column in ("objective", "observed", "windows", "verdict"):
         table.add_column(column)
-    for objective in verdict["objectives"]:
-        observed = (f"{format_percent(objective['observed_fraction'], 3)} under "
-                    f"{format_us(objective['threshold_us'])}; p{objective['percentile']:g} = "
-                    f"{format_ms(objective['observed_percentile_us'])} ms")
-        table.add_row(objective["name"], observed, describe_windows(objective["windows"]),
-                      _verdict_cell(objective["passed"]))
-    errors = verdict.get("errors")
+    for objective in verdict.objectives:
+        observed = (f"{format_percent(objective.observed_fraction, 3)} under "
+                    f"{format_us(objective.threshold_us)}; p{objective.percentile:g} = "
+                    f"{format_ms(objective.observed_percentile_us)} ms")
+        table.add_row(objective.name, observed, describe_windows(objective.windows),
+                      _verdict_cell(objective.passed))
+    errors = verdict.errors
     if errors:
-        table.add_row(f"errors <= {format_percent(errors['max_fraction'])}"
-                      + ("" if errors["count_timeouts"] else " (timeouts excluded)"),
-                      f"{format_percent(errors['observed_fraction'], 3)} ({errors['errors']:,}); "
-                      f"burn rate {format_times(errors['burn_rate'])}",
-                      describe_windows(errors["windows"]), _verdict_cell(errors["passed"]))
-    hit_ratio = verdict.get("hit_ratio")
+        table.add_row(f"errors <= {format_percent(errors.max_fraction)}"
+                      + ("" if errors.count_timeouts else " (timeouts excluded)"),
+                      f"{format_percent(errors.observed_fraction, 3)} ({errors.errors:,}); "
+                      f"burn rate {format_times(errors.burn_rate)}",
+                      describe_windows(errors.windows), _verdict_cell(errors.passed))
+    hit_ratio = verdict.hit_ratio
     if hit_ratio:
-        table.add_row(f"hit ratio >= {format_percent(hit_ratio['min'])}",
-                      format_percent(hit_ratio["observed"], 2),
-                      describe_windows(hit_ratio["windows"]),
-                      _verdict_cell(hit_ratio["passed"]))
+        table.add_row(f"hit ratio >= {format_percent(hit_ratio.min)}",
+                      format_percent(hit_ratio.observed, 2),
+                      describe_windows(hit_ratio.windows),
+                      _verdict_cell(hit_ratio.passed))
     return table
 
 
-def verdict_line(summary: dict[str, Any]) -> Text:
+def verdict_line(summary: Summary) -> Text:
     """The last line: PASS / FAIL and why, or that no SLO was given."""
-    verdict = summary.get("slo")
+    verdict = summary.slo
     if not verdict:
         return Text("No SLO given: nothing judged (use --slo FILE or a scenario slo: block)",
                     style="dim")
-    if verdict["passed"] is None:
+    if verdict.passed is None:
         return Text("SLO not judged: none of its ops ran", style="bold yellow")
-    if verdict["passed"]:
+    if verdict.passed:
         return Text("PASS: SLO met", style="bold green")
     return Text("FAIL: " + "; ".join(failures(verdict)), style="bold red")
 
 
-def header(summary: dict[str, Any]) -> Text:
+def header(summary: Summary) -> Text:
     """What ran: scenario, target, duration, whether the run completed."""
-    target = summary.get("target") or {}
-    status = "" if summary.get("completed") else "  [run did not complete]"
-    return Text(f"{summary.get('scenario') or 'run'} against "
-                f"{target.get('url') or target.get('kind') or '?'}: "
-                f"{summary['duration_s']:g} s measured, {summary['total']['count']:,} ops"
+    target = summary.target
+    status = "" if summary.completed else "  [run did not complete]"
+    return Text(f"{summary.scenario or 'run'} against "
+                f"{(target and (target.url or target.kind)) or '?'}: "
+                f"{summary.duration_s:g} s measured, {summary.total.count:,} ops"
                 + status, style="bold")
 
 
-def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+def print_summary(summary: Summary, console: Console | None = None) -> None:
     """Print the summary: header, per-op table, SLO table, final verdict line."""
     console = console or Console()
     console.print(header(summary))
@@ -129,8 +130,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     kinds = error_kinds_line(summary)
     if kinds is not None:
         console.print(kinds)
-    if summary.get("slo"):
-        console.print(slo_table(summary["slo"]))
+    if summary.slo:
+        console.print(slo_table(summary.slo))
     console.print(verdict_line(summary))
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.analysis.runs import COUNTER_COLUMNS, RunData, load_runs, slo_for, summarize
+from bench.analysis.summary import OpSummary, Summary
 from bench.errors import InputError
 from bench.vocabulary import LOOKUP_OPS
 
@@ -66,75 +67,77 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def _rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _rows(summary: Summary) -> list[tuple[str, OpSummary]]:
     """(op label, OpSummary) for every op and the total (op="total")."""
-    return [*summary["ops"].items(), ("total", summary["total"])]
+    return [*summary.ops.items(), ("total", summary.total)]
 
 
-def _counters(out: Exposition, summary: dict[str, Any]) -> None:
+def _counters(out: Exposition, summary: Summary) -> None:
     """ops, errors by kind, hits and misses as counters."""
     out.family("ops_total", "counter", "Operations completed during the run.")
     for op, numbers in _rows(summary):
-        out.sample("ops_total", numbers["count"], op=op)
+        out.sample("ops_total", numbers.count, op=op)
     out.family("errors_total", "counter", "Failed operations, by kind of failure.")
     for op, numbers in _rows(summary):
-        for kind, n in numbers["errors_by_kind"].items():
+        for kind, n in numbers.errors_by_kind.items():
             out.sample("errors_total", n, op=op, kind=kind)
-    for name, key in (("hits_total", "hits"), ("misses_total", "misses")):
-        out.family(name, "counter", f"Keys {'found' if key == 'hits' else 'missing'}: per op "
+    for name, found in (("hits_total", True), ("misses_total", False)):
+        out.family(name, "counter", f"Keys {'found' if found else 'missing'}: per op "
                                     "(delete, touch, incr: the key existed or not); the total "
                                     f"counts lookups ({', '.join(LOOKUP_OPS)}) only.")
         for op, numbers in _rows(summary):
-            if numbers[key] is not None:
-                out.sample(name, numbers[key], op=op)
+            value = numbers.hits if found else numbers.misses
+            if value is not None:
+                out.sample(name, value, op=op)
     out.family("throughput_ops_per_second", "gauge", "Operations per second over the run.")
     for op, numbers in _rows(summary):
-        out.sample("throughput_ops_per_second", numbers["throughput"], op=op)
+        out.sample("throughput_ops_per_second", numbers.throughput, op=op)
 
 
-def _latency(out: Exposition, summary: dict[str, Any], name: str, key: str,
+def _latency(out: Exposition, summary: Summary, name: str, service: bool,
              help_text: str) -> None:
-    """One latency summary family: quantiles, _sum and _count per op."""
+    """One latency summary family (latency, or service time): quantiles, _sum and _count
+    per op."""
     out.family(name, "summary", help_text)
     for op, numbers in _rows(summary):
-        stats, count = numbers[key], numbers["count"]
+        stats = numbers.service_us if service else numbers.latency_us
+        count = numbers.count
         for quantile, stat in QUANTILES:
             out.sample(name, stats[stat], op=op, quantile=quantile)
         out.sample(f"{name}_sum", round((stats["mean"] or 0) * count), op=op)
         out.sample(f"{name}_count", count, op=op)
 
 
-def _slo(out: Exposition, summary: dict[str, Any]) -> None:
+def _slo(out: Exposition, summary: Summary) -> None:
     """SLO verdicts as 1/0 gauges (absent when there is no SLO or nothing was judged)."""
-    verdict = summary.get("slo")
-    if not verdict or verdict["passed"] is None:
+    verdict = summary.slo
+    if not verdict or verdict.passed is None:
         return
     out.family("slo_passed", "gauge", "1 when the run met its SLO, 0 when not.")
-    out.sample("slo_passed", int(verdict["passed"]))
+    out.sample("slo_passed", int(verdict.passed))
     out.family("slo_objective_passed", "gauge", "1 when the latency objective was met.")
-    for objective in verdict["objectives"]:
-        if objective["passed"] is not None:
-            out.sample("slo_objective_passed", int(objective["passed"]),
-                       objective=objective["name"])
-    if verdict.get("errors") and verdict["errors"]["burn_rate"] is not None:
+    for objective in verdict.objectives:
+        if objective.passed is not None:
+            out.sample("slo_objective_passed", int(objective.passed), objective=objective.name)
+    if verdict.errors and verdict.errors.burn_rate is not None:
         out.family("slo_error_budget_burn_rate", "gauge",
                    "Observed error rate over the allowed rate (1 spends the budget exactly).")
-        out.sample("slo_error_budget_burn_rate", verdict["errors"]["burn_rate"])
+        out.sample("slo_error_budget_burn_rate", verdict.errors.burn_rate)
 
 
-def to_prometheus(summary: dict[str, Any]) -> str:
+def to_prometheus(summary: Summary) -> str:
     """The summary in Prometheus text exposition format 0.0.4."""
     out = Exposition()
-    target = summary.get("target") or {}
     out.family("run_info", "gauge", "The run these metrics describe (value always 1).")
-    out.sample("run_info", 1, scenario=summary.get("scenario") or "",
-               target=target.get("url") or "", started=summary.get("started") or "")
+    out.sample("run_info", 1, scenario=summary.scenario or "",
+               target=(summary.target and summary.target.url) or "",
+               started=summary.started or "")
     out.family("duration_seconds", "gauge", "Measured duration of the run.")
-    out.sample("duration_seconds", summary["duration_s"])
+    out.sample("duration_seconds", summary.duration_s)
     _counters(out, summary)
-    _latency(out, summary, "latency_us", "latency_us",
+    _latency(out, summary, "latency_us", False,
              "Latency from the intended start (open loop), microseconds.")
-    _latency(out, summary, "service_us", "service_us",
+    _latency(out, summary, "service_us", True,
              "Service time from the actual send, microseconds.")
     _slo(out, summary)
     return out.text()

@@ -22,8 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bench.analysis.runs import RunData, load_runs, slo_for, summarize
-from bench.analysis.verdicts import describe_windows, failures
+from bench.analysis.summary import Summary
+from bench.analysis.verdicts import Verdict, describe_windows, failures
 from bench.errors import InputError
+from bench.results.rundir import RunScenario, RunTarget
 from bench.results.histograms import percentiles_from_counts
 from bench.units import format_ms, format_percent, format_times, format_us, format_whole
 from bench.vocabulary import ERROR_KINDS, LOOKUP_OPS
@@ -73,7 +75,7 @@ def spectrum_points(counts: np.ndarray, run: RunData) -> tuple[np.ndarray, np.nd
     return x, percentiles_from_counts(counts, (1 - 1 / x) * 100, run.layout)
 
 
-def plot_spectrum(run: RunData, summary: dict[str, Any]) -> Figure:
+def plot_spectrum(run: RunData, summary: Summary) -> Figure:
     """HdrHistogram-style percentile spectrum, latency and service time, SLO targets marked."""
     fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
@@ -101,15 +103,14 @@ def _spectrum_axis(ax: Any, run: RunData) -> None:
     _ms_axis(ax)
 
 
-def _mark_slo(ax: Any, summary: dict[str, Any]) -> None:
+def _mark_slo(ax: Any, summary: Summary) -> None:
     """Each latency objective as a dashed threshold line and its target corner."""
-    verdict = summary.get("slo") or {}
-    for objective in verdict.get("objectives", []):
-        x = 1 / (1 - objective["percentile"] / 100)
-        color = "green" if objective["passed"] else "red"
-        ax.axhline(objective["threshold_us"], color=color, linestyle="--", linewidth=0.8)
-        ax.plot([x], [objective["threshold_us"]], marker="v", color=color)
-        ax.annotate(objective["name"], (x, objective["threshold_us"]), fontsize=7,
+    for objective in summary.slo.objectives if summary.slo else []:
+        x = 1 / (1 - objective.percentile / 100)
+        color = "green" if objective.passed else "red"
+        ax.axhline(objective.threshold_us, color=color, linestyle="--", linewidth=0.8)
+        ax.plot([x], [objective.threshold_us], marker="v", color=color)
+        ax.annotate(objective.name, (x, objective.threshold_us), fontsize=7,
                     color=color, xytext=(4, 4), textcoords="offset points")
 
 
@@ -233,14 +234,14 @@ def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None =
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def verdict_html(summary: dict[str, Any]) -> str:
+def verdict_html(summary: Summary) -> str:
     """The banner (PASS / FAIL and why) and the per-objective table."""
-    verdict = summary.get("slo")
+    verdict = summary.slo
     if not verdict:
         return '<div class="verdict none">No SLO given: nothing judged</div>'
-    if verdict["passed"] is None:
+    if verdict.passed is None:
         return '<div class="verdict none">SLO not judged: none of its ops ran</div>'
-    if verdict["passed"]:
+    if verdict.passed:
         banner = '<div class="verdict pass">PASS: SLO met</div>'
     else:
         reasons = "".join(f"<li>{_e(r)}</li>" for r in failures(verdict))
@@ -250,28 +251,28 @@ def verdict_html(summary: dict[str, Any]) -> str:
                            rows, classes)
 
 
-def _slo_rows(verdict: dict[str, Any]) -> tuple[list[list[Any]], list[str]]:
+def _slo_rows(verdict: Verdict) -> tuple[list[list[Any]], list[str]]:
     """Rows of the SLO table: objectives, error budget, hit ratio."""
     rows = []
-    for o in verdict["objectives"]:
-        rows.append([o["name"], f"{format_percent(o['observed_fraction'], 3)} under "
-                     f"{format_us(o['threshold_us'])} (p{o['percentile']:g} = "
-                     f"{format_ms(o['observed_percentile_us'])} ms)",
-                     describe_windows(o["windows"]),
-                     _word(o["passed"])])
-    errors = verdict.get("errors")
+    for o in verdict.objectives:
+        rows.append([o.name, f"{format_percent(o.observed_fraction, 3)} under "
+                     f"{format_us(o.threshold_us)} (p{o.percentile:g} = "
+                     f"{format_ms(o.observed_percentile_us)} ms)",
+                     describe_windows(o.windows),
+                     _word(o.passed)])
+    errors = verdict.errors
     if errors:
-        rows.append([f"errors <= {format_percent(errors['max_fraction'])}",
-                     f"{format_percent(errors['observed_fraction'], 3)}, burn rate "
-                     f"{format_times(errors['burn_rate'])}",
-                     describe_windows(errors["windows"]),
-                     _word(errors["passed"])])
-    hit_ratio = verdict.get("hit_ratio")
+        rows.append([f"errors <= {format_percent(errors.max_fraction)}",
+                     f"{format_percent(errors.observed_fraction, 3)}, burn rate "
+                     f"{format_times(errors.burn_rate)}",
+                     describe_windows(errors.windows),
+                     _word(errors.passed)])
+    hit_ratio = verdict.hit_ratio
     if hit_ratio:
-        rows.append([f"hit ratio >= {format_percent(hit_ratio['min'])}",
-                     format_percent(hit_ratio["observed"], 2),
-                     describe_windows(hit_ratio["windows"]),
-                     _word(hit_ratio["passed"])])
+        rows.append([f"hit ratio >= {format_percent(hit_ratio.min)}",
+                     format_percent(hit_ratio.observed, 2),
+                     describe_windows(hit_ratio.windows),
+                     _word(hit_ratio.passed)])
     return rows, [row[-1] for row in rows]
 
 
@@ -279,19 +280,19 @@ def _word(passed: bool | None) -> str:
     return "no data" if passed is None else ("PASS" if passed else "FAIL")
 
 
-def ops_html(summary: dict[str, Any]) -> str:
+def ops_html(summary: Summary) -> str:
     """The per-op numbers of summary.json (ms, ops/s, errors)."""
     header = ["op", "ops", "ops/s", "hit ratio", "p50", "p90", "p99", "p99.9", "p99.99", "max",
               "mean", "service p50", "service p99", "service max", "errors"]
     rows = []
-    for name, op in [*summary["ops"].items(), ("total", summary["total"])]:
-        lat, svc = op["latency_us"], op["service_us"]
-        rows.append([name, f"{op['count']:,}", format_whole(op["throughput"]),
-                     format_percent(op["hit_ratio"], 2),
+    for name, op in [*summary.ops.items(), ("total", summary.total)]:
+        lat, svc = op.latency_us, op.service_us
+        rows.append([name, f"{op.count:,}", format_whole(op.throughput),
+                     format_percent(op.hit_ratio, 2),
                      *(format_ms(lat[k]) for k in ("p50", "p90", "p99", "p99.9", "p99.99",
                                                    "max", "mean")),
                      format_ms(svc["p50"]), format_ms(svc["p99"]), format_ms(svc["max"]),
-                     f"{op['errors']:,}"])
+                     f"{op.errors:,}"])
     return _table(header, rows) + "<p>Latency in ms, from the intended start (open loop); " \
         "service time from the actual send.</p>"
 
@@ -326,15 +327,14 @@ def _node_rows(node: str, before: dict[str, Any], after: dict[str, Any]) -> list
 def what_ran_html(run: RunData) -> str:
     """Scenario, target, load, versions, host, command line, times, status."""
     info = run.runs[0]
-    scenario = info.get("scenario") or {}
-    items = [("scenario", f"{scenario.get('name')} ({scenario.get('file')}, seed "
-                          f"{scenario.get('seed')})"),
-             ("target", (info.get("target") or {}).get("url")),
-             ("nodes", ", ".join((info.get("target") or {}).get("nodes") or [])),
-             ("load", _compact(info.get("load"))), ("versions", _compact(info.get("versions"))),
-             ("host", _compact(info.get("host"))), ("command", " ".join(info.get("argv") or [])),
-             ("started / ended", f"{info.get('started')} / {info.get('ended')}"),
-             ("status", info.get("status")), ("interval", f"{info.get('interval_s')} s"),
+    scenario = info.scenario or RunScenario()
+    target = info.target or RunTarget()
+    items = [("scenario", f"{scenario.name} ({scenario.file}, seed {scenario.seed})"),
+             ("target", target.url), ("nodes", ", ".join(target.nodes or [])),
+             ("load", _compact(info.load)), ("versions", _compact(info.versions)),
+             ("host", _compact(info.host)), ("command", " ".join(info.argv or [])),
+             ("started / ended", f"{info.started} / {info.ended}"),
+             ("status", info.status), ("interval", f"{info.interval_s} s"),
              ("run directories", ", ".join(str(d) for d in run.dirs))]
     return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
 
@@ -358,12 +358,12 @@ def _img(name: str, png: bytes, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" title="{_e(name)}">'
 
 
-def figures(run: RunData, summary: dict[str, Any]) -> list[tuple[str, str, Figure]]:
+def figures(run: RunData, summary: Summary) -> list[tuple[str, str, Figure]]:
     """(file stem, section title, figure) of every plot, in page order."""
     plots = [("spectrum", "Latency percentile spectrum", plot_spectrum(run, summary)),
              ("latency-over-time", "Latency over time", plot_latency_over_time(run)),
              ("throughput", "Throughput and hit ratio over time", plot_throughput(run))]
-    if summary["total"]["errors"]:
+    if summary.total.errors:
         plots.append(("errors", "Errors over time", plot_errors(run)))
     load = {node: n for stats in run.server_stats for node, n in node_load(stats).items()}
     if load:
@@ -371,7 +371,7 @@ def figures(run: RunData, summary: dict[str, Any]) -> list[tuple[str, str, Figur
     return plots
 
 
-def render(run: RunData, summary: dict[str, Any], out: Path) -> list[Path]:
+def render(run: RunData, summary: Summary, out: Path) -> list[Path]:
     """Write report.html (or `out`) and its PNGs beside it; returns the files written."""
     sections = {"spectrum": "", "latency-over-time": "", "throughput": "", "errors": "",
                 "node-load": ""}
@@ -382,8 +382,8 @@ def render(run: RunData, summary: dict[str, Any], out: Path) -> list[Path]:
         path.write_bytes(png)
         written.append(path)
         sections[stem] = f"<h2>{_e(title)}</h2>{_img(path.name, png, title)}"
-    errors_text = "" if summary["total"]["errors"] else "<h2>Errors</h2><p>No errors.</p>"
-    title = f"cachebench: {summary.get('scenario') or 'run'} ({summary.get('started')})"
+    errors_text = "" if summary.total.errors else "<h2>Errors</h2><p>No errors.</p>"
+    title = f"cachebench: {summary.scenario or 'run'} ({summary.started})"
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{_e(title)}</h1>{verdict_html(summary)}"

@@ -34,6 +34,11 @@ from bench.results.histograms import (add_histogram, decode_histogram, encode_hi
 if TYPE_CHECKING:  # only the shape: the analyzer side never loads the executor's imports
     from bench.workload.executor import Sample
 
+#: The length of a reporting interval in seconds: the one value that the recorders bin
+#: by, the run directory's hlog grid follows and run.json records (`RunConfig.interval_s`
+#: carries it from `bench run` to every Locust process).
+INTERVAL_S = 1.0
+
 
 @dataclass
 class OpInterval:
@@ -127,7 +132,7 @@ class Recorder:
     stalling its event loop once per interval for all of it.
     """
 
-    def __init__(self, interval_s: float = 1.0,
+    def __init__(self, interval_s: float = INTERVAL_S,
                  origin: tuple[float, float] | None = None) -> None:
         """`origin` is an (epoch, perf_counter) pair taken at the same instant; it maps
         perf_counter times (monotonic, precise) to wall clock. Default: captured now.

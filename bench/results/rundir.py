@@ -4,13 +4,19 @@ Why incremental: a run that is interrupted (Ctrl-C, lost target, killed worker) 
 leaves a run.json saying so and every interval closed so far in latency.hlog and
 timeline.csv, so it can be analysed like any other. Files (docs/internals.md):
 
-    run.json           written at start (status "running"), rewritten atomically at the end
+    run.json           written at start (status "running"), rewritten atomically at the end;
+                       its content is `RunInfo`, owned by `RunWriter`
     latency.hlog       HdrHistogram log 1.3: per interval and op, Tag=<op> and Tag=<op>.service
     timeline.csv       one row per interval per op (columns: TIMELINE_COLUMNS)
     server-stats.json  {"kind", "before", "after"}; snapshots {"taken_at", "nodes"}
 
 timeline.csv is plain comma-separated text without quoting: op names are hlog tags,
 which cannot hold commas or spaces.
+
+run.json and summary.json carry `"format": 1`. A reader refuses a format it does not
+know (a newer cachebench wrote the file) in one line, and reads a file without `format`
+(written before formats existed) as format 1. Keys a reader does not know are ignored:
+adding a key is a compatible change, changing or removing one needs a new format.
 """
 
 from __future__ import annotations
@@ -20,15 +26,16 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self, TypeVar
 
 from bench.errors import InputError, TargetError
 from bench.results.hlog import HlogWriter
-from bench.results.recorder import Interval, OpInterval
+from bench.results.recorder import INTERVAL_S, Interval, OpInterval
 from bench.vocabulary import ERROR_KINDS
 
 RUN_JSON = "run.json"
@@ -42,6 +49,10 @@ TIMELINE_COLUMNS = ("start", "length", "op", "count", "hits", "misses", "keys", 
 FINAL_STATUSES = ("completed", "interrupted", "aborted")
 SERVICE_SUFFIX = ".service"
 HLOG_COMMENT = f"Tag=<op> latency from intended start, Tag=<op>{SERVICE_SUFFIX} service time"
+#: The run.json formats this harness reads; it writes the last.
+RUN_FORMATS = (1,)
+#: A file without `format` was written before formats existed: it is format 1.
+UNVERSIONED_FORMAT = 1
 
 
 def iso_utc(epoch: float) -> str:
@@ -144,8 +155,135 @@ class TimelineRow(NamedTuple):
 _COLUMN_TYPES: dict[str, type] = {"start": float, "length": float, "op": str}
 
 
+class JsonRecord:
+    """Base of the dataclasses of run files (run.json, summary.json): the field names are
+    the JSON keys, so `to_json` and `from_json` are the one serializer of each; a record
+    with nested records or a different JSON shape overrides them (a nested record is
+    written by its parent's `to_json`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls.from_fields(data)
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any], **parsed: Any) -> Self:
+        """From the keys of a JSON object that are fields; `parsed` gives the nested ones
+        already turned into records. Other keys are ignored (see above)."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{**{k: v for k, v in data.items() if k in names}, **parsed})
+
+
+Record = TypeVar("Record", bound=JsonRecord)
+
+
+def optional(convert: Callable[[Any], Any], value: Any) -> Any:
+    """`convert(value)`, None for None: for the parts of a record that may be absent."""
+    return None if value is None else convert(value)
+
+
+def _present(data: dict[str, Any]) -> dict[str, Any]:
+    """The entries that are not None: run.json leaves out what a run did not describe."""
+    return {key: value for key, value in data.items() if value is not None}
+
+
+class _Description(JsonRecord):
+    """A part of run.json that describes the run: what it does not say (None) is left out."""
+
+    def to_json(self) -> dict[str, Any]:
+        return _present(super().to_json())
+
+
+@dataclass(frozen=True)
+class RunScenario(_Description):
+    """run.json `scenario`: which scenario ran, from which file, with which seed."""
+
+    name: str | None = None
+    file: str | None = None
+    seed: int | None = None
+    resolved: dict[str, Any] | None = None  # Scenario.to_json: every default filled in
+
+
+@dataclass(frozen=True)
+class RunTarget(_Description):
+    """run.json `target`: where the load went (the URL with its secrets redacted)."""
+
+    url: str | None = None
+    kind: str | None = None
+    nodes: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class MeasuredWindow(JsonRecord):
+    """The measured window in epoch seconds: after the warm-up, on interval boundaries."""
+
+    start: float
+    end: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"from": self.start, "to": self.end}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(float(data["from"]), float(data["to"]))
+
+
+@dataclass(frozen=True)
+class RunInfo(JsonRecord):
+    """run.json: what ran, as `bench run` describes it, and how it went, as RunWriter
+    stamps it (interval_s and everything after it).
+
+    A description part is None when the run did not say (a synthetic run); run.json
+    leaves it out then, as it leaves out `measured` and `reason` until they are known.
+    """
+
+    harness: dict[str, Any] | None = None  # {"name", "version"}
+    scenario: RunScenario | None = None
+    target: RunTarget | None = None
+    load: dict[str, Any] | None = None  # the load plan, after flags, and processes
+    slo: dict[str, Any] | None = None  # in its file's form (SloSpec.to_data)
+    versions: dict[str, Any] | None = None  # python, packages, servers
+    host: dict[str, Any] | None = None
+    argv: list[str] | None = None
+    interval_s: float = INTERVAL_S
+    started: str | None = None
+    ended: str | None = None
+    status: str = "running"
+    completed: bool = False
+    measured: MeasuredWindow | None = None
+    reason: str | None = None  # why a run did not complete
+
+    def to_json(self) -> dict[str, Any]:
+        """The run.json object, `format` first."""
+        described = {"harness": self.harness, "scenario": optional(RunScenario.to_json,
+                                                                   self.scenario),
+                     "target": optional(RunTarget.to_json, self.target), "load": self.load,
+                     "slo": self.slo, "versions": self.versions, "host": self.host,
+                     "argv": self.argv}
+        return {"format": RUN_FORMATS[-1], **_present(described),
+                "interval_s": self.interval_s, "started": self.started, "ended": self.ended,
+                "status": self.status, "completed": self.completed,
+                **_present({"measured": optional(MeasuredWindow.to_json, self.measured),
+                            "reason": self.reason})}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        """From a run.json object whose format was checked (`read_run_info`)."""
+        return cls.from_fields(data,
+                               scenario=optional(RunScenario.from_json, data.get("scenario")),
+                               target=optional(RunTarget.from_json, data.get("target")),
+                               measured=optional(MeasuredWindow.from_json,
+                                                 data.get("measured")))
+
+
 class RunWriter:
     """Writes one run directory as the run goes; a context manager.
+
+    It owns run.json: the caller describes the run (a `RunInfo` without status), the
+    writer stamps what only it knows (format, interval length, start, end, status,
+    measured window) and rewrites the file; nobody else edits it.
 
     Leaving the `with` block by an exception finishes the run as "aborted" for a
     TargetError (target lost) and "interrupted" for anything else (Ctrl-C included),
@@ -153,16 +291,16 @@ class RunWriter:
     unless `finish` was already called.
     """
 
-    def __init__(self, path: str | Path, run_info: dict[str, Any], start_time: float) -> None:
-        """`run_info` holds the run.json keys the caller knows (scenario, target, load...);
-        the writer adds started/ended/status/completed and interval_s (default 1.0)."""
+    def __init__(self, path: str | Path, info: RunInfo, start_time: float,
+                 interval_s: float = INTERVAL_S) -> None:
+        """`info` describes the run (scenario, target, load...); `interval_s` is the
+        interval length the recorders use, recorded in run.json and the hlog grid."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        interval_s = float(run_info.get("interval_s", 1.0))
-        self.info: dict[str, Any] = {**run_info, "interval_s": interval_s,
-                                     "started": iso_utc(start_time), "ended": None,
-                                     "status": "running", "completed": False}
-        _write_json_atomically(self.path / RUN_JSON, self.info)
+        self.info = replace(info, interval_s=float(interval_s), started=iso_utc(start_time),
+                            ended=None, status="running", completed=False, measured=None,
+                            reason=None)
+        _write_json_atomically(self.path / RUN_JSON, self.info.to_json())
         self._hlog_file = open(self.path / LATENCY_HLOG, "w", encoding="utf-8")
         # The log's time axis starts on the interval grid at or before the run start, so
         # no interval has a negative timestamp (HdrHistogram's tools would skip it).
@@ -190,6 +328,10 @@ class RunWriter:
         _write_json_atomically(self.path / SERVER_STATS_JSON,
                                {"kind": kind, "before": before, "after": after})
 
+    def set_measured(self, start: float, end: float) -> None:
+        """The measured window (epoch seconds), written to run.json by `finish`."""
+        self.info = replace(self.info, measured=MeasuredWindow(start, end))
+
     def finish(self, status: str = "completed", ended: float | None = None,
                reason: str | None = None) -> None:
         """Close the files and rewrite run.json with the final status and end time.
@@ -199,14 +341,13 @@ class RunWriter:
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, got {status!r}")
         if self.finished:
-            raise RuntimeError(f"run {self.path} already finished as {self.info['status']}")
+            raise RuntimeError(f"run {self.path} already finished as {self.info.status}")
         self._hlog_file.close()
         self._timeline.close()
-        self.info.update(ended=iso_utc(time.time() if ended is None else ended),
-                         status=status, completed=status == "completed")
-        if reason:
-            self.info["reason"] = reason
-        _write_json_atomically(self.path / RUN_JSON, self.info)
+        self.info = replace(self.info, ended=iso_utc(time.time() if ended is None else ended),
+                            status=status, completed=status == "completed",
+                            reason=reason or None)
+        _write_json_atomically(self.path / RUN_JSON, self.info.to_json())
         self.finished = True
 
     def __enter__(self) -> RunWriter:
@@ -238,7 +379,7 @@ class RunFiles:
     """What a run directory holds, as read by `read_run` (hlog: read with hlog.read_hlog)."""
 
     path: Path
-    info: dict[str, Any]
+    info: RunInfo
     timeline: list[TimelineRow]
     server_stats: dict[str, Any] | None
     hlog: Path
@@ -261,14 +402,29 @@ def read_run(path: str | Path) -> RunFiles:
                     hlog=run / LATENCY_HLOG)
 
 
-def read_run_info(path: str | Path) -> dict[str, Any]:
+def read_run_info(path: str | Path) -> RunInfo:
     """Only run.json of a run directory: cheap, e.g. to check a run's status."""
     run = Path(path)
     if not run.is_dir():
         raise InputError("not a run directory (no such directory)", file=str(run))
     if not (run / RUN_JSON).is_file():
         raise InputError(f"not a run directory: {RUN_JSON} is missing", file=str(run))
-    return _read_json(run / RUN_JSON)
+    return read_versioned(run / RUN_JSON, RUN_FORMATS, RunInfo)
+
+
+def read_versioned(path: Path, formats: tuple[int, ...], record: type[Record]) -> Record:
+    """A versioned run file (run.json, summary.json) as a `record`, refused in one line
+    when its format is not one of `formats` or its content does not fit the record."""
+    data = _read_json(path)
+    found = data.get("format", UNVERSIONED_FORMAT)
+    if type(found) is not int or found not in formats:
+        raise InputError(f"format {json.dumps(found)} is not known; this cachebench reads "
+                         f"format {', '.join(map(str, formats))} (was the file written by a "
+                         f"newer cachebench?)", file=str(path))
+    try:
+        return record.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"malformed: {type(exc).__name__}: {exc}", file=str(path)) from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
