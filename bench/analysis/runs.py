@@ -327,14 +327,14 @@ def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
     """Write summary.json into a run directory (atomically: readers never see half a file)."""
     path = Path(run_dir) / SUMMARY_JSON
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n",
+    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False, default=json_default) + "\n",
                    encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def _json_default(value: Any) -> Any:
-    """numpy scalars to plain numbers for json."""
+def json_default(value: Any) -> Any:
+    """numpy scalars to plain numbers for json (`json.dumps(summary, default=...)`)."""
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
@@ -354,18 +354,3 @@ def exit_code(summary: dict[str, Any]) -> int:
     """0 when the SLO is met or there is none, 1 when missed."""
     slo = summary.get("slo")
     return EXIT_FAILED if slo and slo["passed"] is False else EXIT_OK
-
-
-def command(args: Any) -> int:
-    """`bench analyze RUN_DIR... [--slo FILE] [--json]`."""
-    from bench.output.console import print_summary
-
-    run = load_runs(args.runs)
-    summary = summarize(run, slo_for(run, args.slo))
-    if len(run.dirs) == 1:
-        write_summary(run.dirs[0], summary)
-    if args.json:
-        print(json.dumps(summary, indent=2, default=_json_default))
-    else:
-        print_summary(summary)
-    return exit_code(summary)
