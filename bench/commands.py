@@ -3,11 +3,14 @@
 A handler only translates flags into plain arguments (parsing times, rates and sizes
 there, so that a bad value names its flag), calls the stages, prints through
 `bench.output` and chooses the exit code. The stages never see an argparse
-`Namespace`, so each can be used as a library; the imports below show which command
-uses what. `bench.cli` defines the flags and points each sub-command at its handler.
+`Namespace`, so each can be used as a library. `bench.cli` defines the flags and points
+each sub-command at its handler.
 
-Every module imported here is imported by `bench --help` too: none may import
-matplotlib or Locust at module level.
+Each handler imports the stages it uses in its first lines. The imports are static
+(import-linter checks them against the layers, and a reader sees what each command
+uses), and only the command that runs pays for them: `bench --help` imports this module,
+and loading every stage (numpy, pydantic, redis, rich, matplotlib) would make it ten
+times slower.
 """
 
 from __future__ import annotations
@@ -17,18 +20,13 @@ import sys
 from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from bench import cluster, driver
-from bench.analysis import compare as comparison
-from bench.analysis import runs
 from bench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, InputError
-from bench.output import cluster_view, console, export as exports, report as reports
-from bench.output import scenarios as scenario_view
-from bench.scenario.model import Scenario, json_schema, load_scenario, scenario_names
-from bench.selftest import measure, memcached_node
-from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
-from bench.workload.preview import preview, write_csv
+
+if TYPE_CHECKING:
+    from bench.driver import RunOptions
+    from bench.scenario.model import Scenario
 
 T = TypeVar("T")
 
@@ -57,9 +55,12 @@ def _write_text(path: str, text: str, flag: str) -> None:
 # ------------------------------------------------------------------------------ run, worker
 
 
-def run_options(args: Namespace) -> driver.RunOptions:
+def _run_options(args: Namespace) -> RunOptions:
     """`bench run`'s flags as the driver's options, times and rates parsed."""
-    return driver.RunOptions(
+    from bench.driver import RunOptions
+    from bench.units import parse_duration, parse_rate
+
+    return RunOptions(
         target=args.target,
         duration_s=_parsed(parse_duration, args.duration, "--duration"),
         warmup_s=_parsed(parse_duration, args.warmup, "--warmup"),
@@ -77,7 +78,13 @@ def run_options(args: Namespace) -> driver.RunOptions:
 
 def run(args: Namespace) -> int:
     """`bench run`: the whole run, from scenario to verdict (exit 0 met, 1 missed)."""
-    options = run_options(args)
+    from bench import driver
+    from bench.analysis import runs
+    from bench.output import console
+    from bench.output import report as reports
+    from bench.scenario.model import load_scenario
+
+    options = _run_options(args)
     scenario = load_scenario(args.scenario)
     slo = driver.resolve_slo(options.slo_file, scenario)
     run_dir = driver.drive(scenario, slo, options)
@@ -92,6 +99,8 @@ def run(args: Namespace) -> int:
 
 def worker(args: Namespace) -> int:
     """`bench worker`: serve a master's load until it ends; Locust's exit code."""
+    from bench import driver
+
     return driver.serve_worker(args.master_host, args.master_port, args.processes)
 
 
@@ -99,11 +108,15 @@ def worker(args: Namespace) -> int:
 
 
 def _state_dir(args: Namespace) -> Path:
+    from bench import cluster
+
     return Path(args.state_dir or cluster.state_dir_default())
 
 
 def _memory_mb(text: str) -> int:
     """--memory as whole MiB, the unit both memcached -m and redis maxmemory take here."""
+    from bench.units import parse_size
+
     mib = _parsed(parse_size, text, "--memory") // 2**20
     if mib < 1:
         raise InputError(f"expected at least 1MiB, got {text!r}", field="--memory")
@@ -112,6 +125,9 @@ def _memory_mb(text: str) -> int:
 
 def cluster_up(args: Namespace) -> int:
     """`bench cluster up`: start the fleet unless it already runs (stale state replaced)."""
+    from bench import cluster
+    from bench.output import cluster_view
+
     state_dir = _state_dir(args)
     state, how = cluster.ensure_up(state_dir, _memory_mb(args.memory), args.memcached_nodes,
                                    args.redis_cluster_masters)
@@ -124,6 +140,9 @@ def cluster_up(args: Namespace) -> int:
 def cluster_status(args: Namespace) -> int:
     """`bench cluster status`: every recorded server and whether it answers; exit 3
     unless all do."""
+    from bench import cluster
+    from bench.output import cluster_view
+
     state, health = cluster.cluster_status(_state_dir(args))
     cluster_view.print_state(state, args.json, "status", health)
     return EXIT_OK if all(h == "answering" for h in health.values()) else EXIT_UNREACHABLE
@@ -131,6 +150,9 @@ def cluster_status(args: Namespace) -> int:
 
 def cluster_down(args: Namespace) -> int:
     """`bench cluster down`: stop the fleet; nothing running is fine (idempotent)."""
+    from bench import cluster
+    from bench.output import cluster_view
+
     state_dir = _state_dir(args)
     cluster_view.print_stopped(state_dir, cluster.cluster_down(state_dir), args.json)
     return EXIT_OK
@@ -140,6 +162,8 @@ def cluster_down(args: Namespace) -> int:
 
 
 def _loaded(name: str) -> Scenario | InputError:
+    from bench.scenario.model import load_scenario
+
     try:
         return load_scenario(name)
     except InputError as err:
@@ -148,6 +172,9 @@ def _loaded(name: str) -> Scenario | InputError:
 
 def scenarios_list(args: Namespace) -> int:
     """`bench scenarios list`: exit 2 when any scenario in scenarios/ is invalid."""
+    from bench.output import scenarios as scenario_view
+    from bench.scenario.model import scenario_names
+
     entries = [(name, _loaded(name)) for name in scenario_names()]
     scenario_view.print_list(entries)
     return EXIT_BAD_INPUT if any(isinstance(s, InputError) for _, s in entries) else EXIT_OK
@@ -155,12 +182,18 @@ def scenarios_list(args: Namespace) -> int:
 
 def scenarios_show(args: Namespace) -> int:
     """`bench scenarios show NAME`: the scenario as validated, as YAML."""
+    from bench.output import scenarios as scenario_view
+    from bench.scenario.model import load_scenario
+
     scenario_view.print_yaml(load_scenario(args.name))
     return EXIT_OK
 
 
 def scenarios_validate(args: Namespace) -> int:
     """`bench scenarios validate FILE...`: in order; the first bad one raises (exit 2)."""
+    from bench.output import scenarios as scenario_view
+    from bench.scenario.model import load_scenario
+
     for file in args.files:
         if not Path(file).is_file():
             raise InputError("no such file", file=file)
@@ -170,12 +203,19 @@ def scenarios_validate(args: Namespace) -> int:
 
 def scenarios_schema(args: Namespace) -> int:
     """`bench scenarios schema`: the JSON Schema of scenario files."""
+    from bench.output import scenarios as scenario_view
+    from bench.scenario.model import json_schema
+
     scenario_view.print_schema(json_schema())
     return EXIT_OK
 
 
 def scenarios_preview(args: Namespace) -> int:
     """`bench scenarios preview NAME`: the preview tables; with --csv also the op stream."""
+    from bench.output import scenarios as scenario_view
+    from bench.scenario.model import load_scenario
+    from bench.workload.preview import preview, write_csv
+
     if args.ops < 1:
         raise InputError(f"expected --ops >= 1, got {args.ops}", field="--ops")
     scn = load_scenario(args.name)
@@ -194,6 +234,9 @@ def scenarios_preview(args: Namespace) -> int:
 def analyze(args: Namespace) -> int:
     """`bench analyze RUN_DIR...`: merged summary and SLO verdict (exit 0 met, 1 missed);
     summary.json is rewritten when there is one run directory."""
+    from bench.analysis import runs
+    from bench.output import console
+
     data = runs.load_runs(args.runs)
     summary = runs.summarize(data, runs.slo_for(data, args.slo))
     if len(data.dirs) == 1:
@@ -207,6 +250,9 @@ def analyze(args: Namespace) -> int:
 
 def report(args: Namespace) -> int:
     """`bench report RUN_DIR`: always exit 0 once written."""
+    from bench.analysis import runs
+    from bench.output import report as reports
+
     out = Path(args.out) if args.out else Path(args.run) / reports.REPORT_FILE
     if not out.parent.is_dir():
         raise InputError("directory does not exist", file=str(out.parent), field="--out")
@@ -219,6 +265,9 @@ def report(args: Namespace) -> int:
 
 def compare(args: Namespace) -> int:
     """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise."""
+    from bench.analysis import compare as comparison
+    from bench.units import parse_duration, parse_fraction
+
     min_delta_s = _parsed(parse_duration, args.min_delta, "--min-delta")
     relative = _parsed(parse_fraction, args.tolerance, "--tolerance")
     tolerance = comparison.tolerance_for(relative, min_delta_s * 1e6, args.slo)
@@ -236,6 +285,9 @@ def compare(args: Namespace) -> int:
 
 def export(args: Namespace) -> int:
     """`bench export RUN_DIR --prometheus|--csv [--out FILE]`."""
+    from bench.analysis import runs
+    from bench.output import export as exports
+
     data = runs.load_runs([args.run])
     text = (exports.to_prometheus(runs.summarize(data, runs.slo_for(data, None)))
             if args.prometheus else exports.to_csv(data))
@@ -248,6 +300,9 @@ def export(args: Namespace) -> int:
 
 def selftest(args: Namespace) -> int:
     """`bench selftest`: the harness against plain loops, as ratios."""
+    from bench.output import console
+    from bench.selftest import measure, memcached_node
+
     with memcached_node(args.target) as url:
         rows = measure(url, args.seconds)
     console.print_rows("cachebench selftest (ratios measured in the same run)",

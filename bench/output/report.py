@@ -15,18 +15,17 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bench.analysis.runs import RunData
 from bench.analysis.verdicts import describe_windows, failures
 from bench.results.histograms import percentiles_from_counts
 from bench.units import format_ms, format_percent, format_times, format_us, format_whole
 from bench.vocabulary import ERROR_KINDS, LOOKUP_OPS
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 REPORT_FILE = "report.html"
 SPECTRUM_TICKS = ((2, "50%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"), (1e4, "99.99%"),
@@ -44,14 +43,6 @@ LOAD_COUNTERS = ("cmd_get", "cmd_set", "cmd_touch", "total_commands_processed")
 # --- plots -------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Figure:
-    """A new figure. matplotlib is imported here, when a report is drawn, not with this
-    module: `bench.commands` imports it, and `bench --help` must not pay for matplotlib."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
 def _png(fig: Figure) -> bytes:
     """The figure as PNG bytes (Agg canvas; no pyplot, no global state)."""
     buffer = io.BytesIO()
@@ -61,8 +52,6 @@ def _png(fig: Figure) -> bytes:
 
 def _ms_axis(ax: Any) -> None:
     """Log y axis labelled in milliseconds (values are microseconds)."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda us, _: f"{us / 1000:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
@@ -85,7 +74,7 @@ def spectrum_points(counts: np.ndarray, run: RunData) -> tuple[np.ndarray, np.nd
 
 def plot_spectrum(run: RunData, summary: dict[str, Any]) -> Figure:
     """HdrHistogram-style percentile spectrum, latency and service time, SLO targets marked."""
-    fig = _figure(11, 4.5)
+    fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, kind in zip(axes, ("latency", "service")):
         for op in run.ops:
@@ -132,7 +121,7 @@ def _seconds(run: RunData) -> np.ndarray:
 def plot_latency_over_time(run: RunData) -> Figure:
     """p50/p99/p99.9/max per interval, one small panel per op."""
     ops = [op for op in run.ops if op in run.latency]
-    fig = _figure(11, 2.4 * max(1, (len(ops) + 1) // 2))
+    fig = Figure(figsize=(11, 2.4 * max(1, (len(ops) + 1) // 2)))
     axes = np.atleast_1d(fig.subplots(max(1, (len(ops) + 1) // 2), 2, sharex=True,
                                       squeeze=False)).ravel()
     x = _seconds(run)
@@ -153,7 +142,7 @@ def plot_latency_over_time(run: RunData) -> Figure:
 
 def plot_throughput(run: RunData) -> Figure:
     """Ops/s per op and in total, and the hit ratio, per interval."""
-    fig = _figure(11, 5)
+    fig = Figure(figsize=(11, 5))
     top, bottom = fig.subplots(2, 1, sharex=True)
     x, lengths = _seconds(run), np.maximum(run.interval_lengths, 1e-9)
     for op in run.ops:
@@ -175,7 +164,7 @@ def plot_throughput(run: RunData) -> Figure:
 
 def plot_errors(run: RunData) -> Figure:
     """Errors per interval, by kind, summed over ops."""
-    fig = _figure(11, 2.8)
+    fig = Figure(figsize=(11, 2.8))
     ax = fig.subplots()
     x = _seconds(run)
     for kind in ERROR_KINDS:
@@ -199,7 +188,7 @@ def node_load(stats: dict[str, Any]) -> dict[str, float]:
 
 def plot_node_load(load: dict[str, float]) -> Figure:
     """Per-node commands during the run: shows hot nodes and unbalanced hashing."""
-    fig = _figure(11, 0.5 + 0.35 * len(load))
+    fig = Figure(figsize=(11, 0.5 + 0.35 * len(load)))
     ax = fig.subplots()
     ax.barh(list(load), list(load.values()))
     ax.set_xlabel("commands during the run (server counters)")
