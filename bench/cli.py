@@ -1,26 +1,20 @@
 """The `bench` command: argument parsing and exit codes, nothing else.
 
-Each sub-command names the function that does its work (`module:function`, imported
-only when that command runs, so `bench --help` stays fast). Those functions take the
-parsed arguments and return an exit code; they raise `BenchError` for anything the user
+Each sub-command is pointed at its handler in `bench.commands`, which takes the parsed
+arguments and returns an exit code; handlers raise `BenchError` for anything the user
 can fix, which is printed here as one line, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-from bench import __version__
+from bench import __version__, commands
 from bench.errors import BenchError
 
 DEFAULT_SCENARIO = "mediawiki"
-
-
-def _handler(parser: argparse.ArgumentParser, target: str) -> None:
-    parser.set_defaults(_handler=target)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +65,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write report.html and its plots into the run directory (default: yes)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
-    _handler(p, "bench.driver:run_command")
+    p.set_defaults(handler=commands.run)
 
 
 def _add_worker(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +79,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
                    help="its --master-bind-port (default 5557)")
     p.add_argument("--processes", type=int, default=None, metavar="N",
                    help="worker processes on this machine (-1: one per core)")
-    _handler(p, "bench.driver:worker_command")
+    p.set_defaults(handler=commands.worker)
 
 
 def _add_cluster(sub: argparse._SubParsersAction) -> None:
@@ -100,33 +94,40 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--redis-cluster-masters", type=int, default=3,
                     help="masters of the Redis Cluster (default 3)")
     up.add_argument("--memory", default="256MiB", help="memory per server (default 256MiB)")
-    csub.add_parser("status", help="show servers, ports, pids and whether they answer")
-    csub.add_parser("down", help="stop what `up` started")
-    for cp in (up, csub.choices["status"], csub.choices["down"]):
+    up.set_defaults(handler=commands.cluster_up)
+    status = csub.add_parser("status", help="show servers, ports, pids and whether they answer")
+    status.set_defaults(handler=commands.cluster_status)
+    down = csub.add_parser("down", help="stop what `up` started")
+    down.set_defaults(handler=commands.cluster_down)
+    for cp in (up, status, down):
         cp.add_argument("--state-dir", default=None,
                         help="where pids, ports and logs are kept (default: "
                              "$CACHEBENCH_CLUSTER_STATE, else .cluster)")
         cp.add_argument("--json", action="store_true", help="machine-readable output")
-    _handler(p, "bench.cluster:command")
 
 
 def _add_scenarios(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scenarios", help="list, show, validate and preview scenario files")
     ssub = p.add_subparsers(dest="scenarios_command", required=True,
                             metavar="{list,show,validate,schema,preview}")
-    ssub.add_parser("list", help="the scenarios in scenarios/ with what they model")
+    listing = ssub.add_parser("list", help="the scenarios in scenarios/ with what they model")
+    listing.set_defaults(handler=commands.scenarios_list)
     show = ssub.add_parser("show", help="a scenario as validated, with defaults filled in")
     show.add_argument("name", help="scenario name or YAML file")
+    show.set_defaults(handler=commands.scenarios_show)
     val = ssub.add_parser("validate", help="check scenario files; exit 2 on the first error")
     val.add_argument("files", nargs="+", help="scenario YAML files")
-    ssub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
+    val.set_defaults(handler=commands.scenarios_validate)
+    schema = ssub.add_parser("schema",
+                             help="print the JSON Schema of scenario files (for editors)")
+    schema.set_defaults(handler=commands.scenarios_schema)
     pre = ssub.add_parser("preview", help="what a scenario generates, without a server")
     pre.add_argument("name", help="scenario name or YAML file")
     pre.add_argument("--ops", type=int, default=100_000,
                      help="ops to generate (default 100000)")
     pre.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     pre.add_argument("--csv", metavar="FILE", help="write the op stream: op,key,value_size,ttl")
-    _handler(p, "bench.scenario.preview:command")
+    pre.set_defaults(handler=commands.scenarios_preview)
 
 
 def _add_analysis(sub: argparse._SubParsersAction) -> None:
@@ -137,13 +138,13 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     an.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to merge")
     an.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     an.add_argument("--json", action="store_true", help="print summary.json instead of a table")
-    _handler(an, "bench.analysis.runs:command")
+    an.set_defaults(handler=commands.analyze)
 
     rep = sub.add_parser("report", help="write report.html and PNG plots for a run")
     rep.add_argument("run", metavar="RUN_DIR", help="the run directory")
     rep.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     rep.add_argument("--out", metavar="FILE", help="default: RUN_DIR/report.html")
-    _handler(rep, "bench.output.report:command")
+    rep.set_defaults(handler=commands.report)
 
     cmp_ = sub.add_parser("compare", help="baseline vs candidate; exit 1 on a regression")
     cmp_.add_argument("baseline", metavar="BASELINE_DIR", help="the reference run")
@@ -157,7 +158,7 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
                            "e.g. 50us (default 0: the relative tolerance alone)")
     cmp_.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
     cmp_.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
-    _handler(cmp_, "bench.analysis.compare:command")
+    cmp_.set_defaults(handler=commands.compare)
 
     exp = sub.add_parser("export", help="Prometheus text or CSV from a run directory")
     exp.add_argument("run", metavar="RUN_DIR", help="the run directory")
@@ -166,7 +167,7 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
                      help="Prometheus text exposition of the summary")
     fmt.add_argument("--csv", action="store_true", help="the timeline with per-interval percentiles")
     exp.add_argument("--out", metavar="FILE", help="default: standard output")
-    _handler(exp, "bench.output.export:command")
+    exp.set_defaults(handler=commands.export)
 
 
 def _add_selftest(sub: argparse._SubParsersAction) -> None:
@@ -177,7 +178,7 @@ def _add_selftest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", metavar="URL", help="memcached URL (default: start one)")
     p.add_argument("--seconds", type=float, default=5.0,
                    help="length of each timed run (default 5)")
-    _handler(p, "bench.selftest:command")
+    p.set_defaults(handler=commands.selftest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,10 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    module_name, func_name = args._handler.split(":")
     try:
-        handler = getattr(importlib.import_module(module_name), func_name)
-        return int(handler(args) or 0)
+        return int(args.handler(args))
     except BenchError as err:
         print(f"bench: {err}", file=sys.stderr)
         return err.exit_code

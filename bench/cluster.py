@@ -14,7 +14,6 @@ someone else between `free_port()` and the server's bind is retried on a new por
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -31,11 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
-from rich.table import Table
 
-from bench.errors import EXIT_OK, EXIT_UNREACHABLE, InputError, TargetError
-from bench.units import parse_size
+from bench.errors import InputError, TargetError
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
@@ -640,87 +636,28 @@ def resolve_local(name: str, state_dir: str | Path | None = None) -> str:
     return state.urls[key]
 
 
-# --------------------------------------------------------------------------- CLI
+def ensure_up(state_dir: Path, memory_mb: int, memcached_nodes: int = 3,
+              redis_cluster_masters: int = 3) -> tuple[ClusterState, str]:
+    """The recorded fleet when every server answers, else a fresh one (what is left of a
+    stale one stopped first); with how: "already running", "started" or "restarted"."""
+    state = ClusterState.load(state_dir)
+    if state is not None and all(server.health() == "answering" for server in state.servers):
+        return state, "already running"
+    if state is not None:
+        cluster_down(state_dir)
+    fresh = cluster_up(state_dir, memory_mb, memcached_nodes, redis_cluster_masters)
+    return fresh, "started" if state is None else "restarted"
 
-def command(args: argparse.Namespace) -> int:
-    """`bench cluster up|status|down`."""
-    handlers = {"up": _up_command, "status": _status_command, "down": _down_command}
-    return handlers[args.cluster_command](args, Path(args.state_dir or state_dir_default()))
+
+def cluster_status(state_dir: Path) -> tuple[ClusterState, dict[str, str]]:
+    """The recorded fleet and each server's health by name; InputError when none runs."""
+    state = ClusterState.load(state_dir)
+    if state is None:
+        raise InputError(_not_running(state_dir))
+    return state, {server.name: server.health() for server in state.servers}
 
 
 def _not_running(state_dir: Path) -> str:
     """The message for a missing state file, with the command that fixes it."""
     flag = "" if str(state_dir) == DEFAULT_STATE_DIR else f" --state-dir {state_dir}"
     return f"no local cluster is running (start it with `bench cluster up{flag}`)"
-
-
-def _memory_mb(text: str) -> int:
-    """--memory as whole MiB, the unit both memcached -m and redis maxmemory take here."""
-    try:
-        mib = parse_size(text) // 2**20
-    except ValueError as err:
-        raise InputError(str(err), field="--memory") from None
-    if mib < 1:
-        raise InputError(f"expected at least 1MiB, got {text!r}", field="--memory")
-    return mib
-
-
-def _up_command(args: argparse.Namespace, state_dir: Path) -> int:
-    """Start the fleet unless it already runs; clean up stale state first."""
-    memory_mb = _memory_mb(args.memory)
-    state = ClusterState.load(state_dir)
-    if state is not None:
-        if all(server.health() == "answering" for server in state.servers):
-            _print_state(state, args.json, "already running")
-            return EXIT_OK
-        if not args.json:
-            print(f"stale cluster state in {state_dir}: stopping what is left, starting afresh")
-        cluster_down(state_dir)
-    state = cluster_up(state_dir, memory_mb, args.memcached_nodes, args.redis_cluster_masters)
-    _print_state(state, args.json, "started")
-    return EXIT_OK
-
-
-def _status_command(args: argparse.Namespace, state_dir: Path) -> int:
-    """Show every recorded server and whether it answers; exit 3 unless all do."""
-    state = ClusterState.load(state_dir)
-    if state is None:
-        raise InputError(_not_running(state_dir))
-    health = {server.name: server.health() for server in state.servers}
-    _print_state(state, args.json, "status", health)
-    return EXIT_OK if all(h == "answering" for h in health.values()) else EXIT_UNREACHABLE
-
-
-def _down_command(args: argparse.Namespace, state_dir: Path) -> int:
-    """Stop the fleet; nothing running is fine (idempotent)."""
-    outcome = cluster_down(state_dir)
-    if args.json:
-        print(json.dumps({"state_dir": str(state_dir.absolute()), "servers": outcome}))
-    elif not outcome:
-        print(f"no local cluster was running in {state_dir}")
-    else:
-        foreign = [name for name, result in outcome.items() if result == "foreign"]
-        print(f"stopped {len(outcome) - len(foreign)} servers from {state_dir}"
-              + (f"; left alone (pid reused by another program): {', '.join(foreign)}"
-                 if foreign else ""))
-    return EXIT_OK
-
-
-def _print_state(state: ClusterState, as_json: bool, title: str,
-                 health: dict[str, str] | None = None) -> None:
-    """The servers as a table (or JSON) and the `--target` names to use."""
-    if as_json:
-        servers = [server.to_dict() | ({"health": health[server.name]} if health else {})
-                   for server in state.servers]
-        print(json.dumps({"state_dir": str(state.state_dir), "started": state.started,
-                          "urls": state.urls, "servers": servers}, indent=2))
-        return
-    table = Table(title=f"local cluster ({title}) in {state.state_dir}", title_justify="left")
-    for column in ("name", "kind", "address", "pid", "health" if health else "log"):
-        table.add_column(column, overflow="fold")
-    for server in state.servers:
-        last = health[server.name] if health else Path(server.log).name
-        table.add_row(server.name, server.kind, server.address, str(server.pid), last)
-    Console(highlight=False).print(table)
-    for name, url in state.urls.items():
-        print(f"  --target local:{name:<14} {url}")

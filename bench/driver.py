@@ -1,10 +1,14 @@
-"""`bench run` and `bench worker`: plan a run, prefill, launch Locust, analyze the result.
+"""Drive load for `bench run` and `bench worker`: plan a run, prefill, launch Locust.
 
 This process never imports Locust (which monkey-patches the standard library); it
 builds a Locust command line around `bench/loadgen/locustfile.py`, hands it the resolved run
 configuration as JSON in an environment variable (Locust forwards it to workers), and
 watches the run directory that the Locust master writes. When Locust has finished, the
 run directory is analyzed like any other, offline, by `bench.analysis.runs`.
+
+What a run was asked for beyond its scenario comes in as `RunOptions`, plain values
+(`bench.commands` builds them from the command line), so a run can be driven from
+Python as well.
 """
 
 from __future__ import annotations
@@ -18,23 +22,21 @@ import socket
 import subprocess
 import sys
 import time
-from argparse import Namespace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from bench import __version__, cluster
 from bench.analysis import runs as analyze
+from bench.analysis.runs import RunData
+from bench.analysis.summary import Summary
 from bench.output import console
-from bench.output import report
 from bench.results import rundir
 from bench.errors import InputError, TargetError
 from bench.loadgen.runconfig import CONFIG_ENV, LoadPlan, RunConfig
-from bench.scenario.model import Scenario, load_scenario
+from bench.scenario.model import Scenario
 from bench.scenario.slo import SloSpec, load_slo
 from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
                            unsupported_ops)
-from bench.units import parse_duration, parse_rate
 from bench.vocabulary import entry_op
 from bench.workload.ops import Workload
 
@@ -47,48 +49,77 @@ RUN_TIME_MARGIN_S = 30.0
 PACKAGES = ("locust", "pymemcache", "redis", "hiredis", "numpy", "hdrhistogram", "gevent")
 
 
-def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
-    """Merge flags over the scenario; a flag's bad value names the flag."""
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What a run is asked for beyond its scenario; None means "the scenario's".
+
+    Times are in seconds and rates in ops/s, already parsed. Errors about them name the
+    `bench run` flag that sets them, which is how most runs are asked for.
+    """
+
+    target: str | None = None  # URL or local:NAME
+    duration_s: float | None = None
+    warmup_s: float | None = None
+    prefill: bool | None = None
+    rate: float | None = None  # open loop, total ops/s
+    arrival: str | None = None
+    closed: bool = False
+    think_s: float | None = None
+    users: int | None = None
+    processes: int | None = None  # Locust processes on this machine, -1: one per core
+    seed: int | None = None
+    out: str | None = None  # the run directory, default results/<time>-<scenario>
+    slo_file: str | None = None
+    timeout_s: float = 1.0
+    ui: bool = False
+    web_port: int = 8089
+    master: bool = False
+    master_bind_host: str = "127.0.0.1"
+    master_bind_port: int = 5557
+    expect_workers: int = 1
+    quiet: bool = False
+
+
+def plan_load(options: RunOptions, scenario: Scenario) -> LoadPlan:
+    """Merge the options over the scenario; a bad value names its flag."""
     load = scenario.load
-    mode = "closed" if args.closed else ("open" if args.rate else load.mode)
-    rate = _flag(parse_rate, args.rate, "--rate") if args.rate else load.rate
+    mode = "closed" if options.closed else ("open" if options.rate is not None else load.mode)
+    rate = load.rate if options.rate is None else options.rate
     if mode == "open" and not rate:
         raise InputError("open-loop load needs a rate: give --rate OPS or load.rate in the "
                          "scenario, or use --closed", field="--rate")
-    users = args.users if args.users is not None else load.users
+    users = options.users if options.users is not None else load.users
     if users < 1:
         raise InputError(f"expected at least 1 user, got {users}", field="--users")
-    check_user_split(users, args)
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise InputError(f"expected a seed from 0 to 2^63-1, got {args.seed}", field="--seed")
+    check_user_split(users, options)
+    if options.seed is not None and not 0 <= options.seed < 2**63:
+        raise InputError(f"expected a seed from 0 to 2^63-1, got {options.seed}", field="--seed")
     plan = LoadPlan(
         mode=mode, rate=rate if mode == "open" else None,
-        arrival=args.arrival or load.arrival, users=users,
-        think_s=_flag(parse_duration, args.think, "--think") if args.think else load.think,
-        warmup_s=_flag(parse_duration, args.warmup, "--warmup") if args.warmup
-        else load.warmup,
-        duration_s=_flag(parse_duration, args.duration, "--duration") if args.duration
-        else load.duration,
-        prefill=load.prefill if args.prefill is None else args.prefill,
-        seed=args.seed if args.seed is not None else scenario.seed,
+        arrival=options.arrival or load.arrival, users=users,
+        think_s=load.think if options.think_s is None else options.think_s,
+        warmup_s=load.warmup if options.warmup_s is None else options.warmup_s,
+        duration_s=load.duration if options.duration_s is None else options.duration_s,
+        prefill=load.prefill if options.prefill is None else options.prefill,
+        seed=options.seed if options.seed is not None else scenario.seed,
     )
     if plan.duration_s <= 0:
         raise InputError("expected a duration > 0, e.g. 60s", field="--duration")
     return plan
 
 
-def check_user_split(users: int, args: Namespace) -> None:
+def check_user_split(users: int, options: RunOptions) -> None:
     """Every Locust process must get the same number of users.
 
     User i of n sends blocks i, i+n, ... of the op stream; a process's users are numbered
     from its worker index (local * processes + index), which covers 0..n-1 exactly when
     the users split evenly, whatever order Locust hands them out in.
     """
-    if args.master:
-        flag, processes = "--expect-workers", args.expect_workers
-    elif args.processes is not None:
-        flag, processes = "--processes", os.cpu_count() or 1 if args.processes == -1 \
-            else args.processes
+    if options.master:
+        flag, processes = "--expect-workers", options.expect_workers
+    elif options.processes is not None:
+        flag, processes = "--processes", os.cpu_count() or 1 if options.processes == -1 \
+            else options.processes
     else:
         return
     if processes < 1:
@@ -98,16 +129,11 @@ def check_user_split(users: int, args: Namespace) -> None:
         raise InputError(f"{users} users do not split evenly over {processes} processes; "
                          f"give --users a multiple of {processes}", field="--users")
 
-def _flag(parse: Any, value: str, flag: str) -> Any:
-    try:
-        return parse(value)
-    except ValueError as err:
-        raise InputError(str(err), field=flag) from None
 
-
-def resolve_target_url(args: Namespace, scenario: Scenario) -> str:
-    """--target, else the scenario's target, else the local cluster's memcached pool."""
-    url = args.target or scenario.target or DEFAULT_TARGET
+def resolve_target_url(target: str | None, scenario: Scenario) -> str:
+    """`target` (--target), else the scenario's target, else the local cluster's
+    memcached pool."""
+    url = target or scenario.target or DEFAULT_TARGET
     return cluster.resolve_local(url) if url.startswith("local:") else url
 
 
@@ -144,9 +170,10 @@ def check_reachable(info: TargetInfo, probe_key: str) -> dict[str, str]:
     return versions
 
 
-def resolve_slo(args: Namespace, scenario: Scenario) -> SloSpec | None:
-    if args.slo:
-        return load_slo(args.slo)
+def resolve_slo(slo_file: str | None, scenario: Scenario) -> SloSpec | None:
+    """The SLO file (--slo) when given, else the scenario's `slo` block."""
+    if slo_file:
+        return load_slo(slo_file)
     return scenario.slo
 
 
@@ -167,15 +194,15 @@ def prefill(info: TargetInfo, workload: Workload, quiet: bool) -> int:
     return written
 
 
-def run_info(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetInfo,
-             slo: SloSpec | None, versions: dict[str, str]) -> rundir.RunInfo:
+def run_info(scenario: Scenario, plan: LoadPlan, info: TargetInfo, slo: SloSpec | None,
+             versions: dict[str, str], processes: int | None) -> rundir.RunInfo:
     """What ran, for run.json; the master's RunWriter adds the interval, status and times."""
     return rundir.RunInfo(
         harness={"name": "cachebench", "version": __version__},
         scenario=rundir.RunScenario(name=scenario.name, file=str(scenario.source or ""),
                                     seed=plan.seed, resolved=scenario.to_json()),
         target=rundir.RunTarget(url=info.redacted, kind=info.kind, nodes=list(info.nodes)),
-        load={**dataclasses.asdict(plan), "processes": args.processes or 1},
+        load={**dataclasses.asdict(plan), "processes": processes or 1},
         slo=slo.to_data() if slo is not None else None,
         versions={"python": platform.python_version(), **_package_versions(),
                   "servers": versions},
@@ -195,35 +222,35 @@ def _package_versions() -> dict[str, str | None]:
     return found
 
 
-def run_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
-               run_dir: Path, description: rundir.RunInfo) -> RunConfig:
+def run_config(scenario: Scenario, plan: LoadPlan, url: str, run_dir: Path,
+               description: rundir.RunInfo, timeout_s: float, ui: bool) -> RunConfig:
     """What every Locust process reads (bench.loadgen.users)."""
-    timeout_s = _flag(parse_duration, args.timeout, "--timeout")
     if timeout_s <= 0:
-        raise InputError(f"expected a timeout > 0, e.g. 1s, got {args.timeout!r}",
+        raise InputError(f"expected a timeout > 0, e.g. 1s, got {timeout_s:g}s",
                          field="--timeout")
     return RunConfig(scenario=scenario.to_json(), load=plan, target_url=url,
                      timeout_s=timeout_s,
-                     run_dir=str(run_dir), run_info=description, ui=bool(args.ui))
+                     run_dir=str(run_dir), run_info=description, ui=ui)
 
 
-def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str) -> list[str]:
+def locust_argv(options: RunOptions, plan: LoadPlan, run_dir: Path,
+                host_label: str) -> list[str]:
     """The Locust command line for a local, multi-process, master or UI run."""
     total = plan.warmup_s + plan.duration_s + RUN_TIME_MARGIN_S
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
             "-u", str(plan.users), "-r", str(plan.users), "-H", host_label,
             "--stop-timeout", "2", "--loglevel", "WARNING",
             "--logfile", str(run_dir / "locust.log"), "--exit-code-on-error", "0"]
-    if args.ui:
-        argv += ["--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
+    if options.ui:
+        argv += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
     else:
         argv += ["--headless", "--run-time", f"{math.ceil(total)}s", "--only-summary"]
-    if args.master:
-        argv += ["--master", "--master-bind-host", args.master_bind_host,
-                 "--master-bind-port", str(args.master_bind_port),
-                 "--expect-workers", str(args.expect_workers)]
-    elif args.processes:
-        argv += ["--processes", str(args.processes)]
+    if options.master:
+        argv += ["--master", "--master-bind-host", options.master_bind_host,
+                 "--master-bind-port", str(options.master_bind_port),
+                 "--expect-workers", str(options.expect_workers)]
+    elif options.processes:
+        argv += ["--processes", str(options.processes)]
     return argv
 
 
@@ -251,9 +278,9 @@ def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet
     return proc.wait()
 
 
-def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool) -> int:
-    """Analyze the run directory, print the table, write the report, map the verdict
-    to an exit code."""
+def check_finished(run_dir: Path, locust_rc: int) -> None:
+    """Exit 3 unless Locust completed the run: it never started, it aborted, or it
+    stopped before the end."""
     if not (run_dir / rundir.RUN_JSON).exists():
         raise TargetError(f"the load generator did not start (Locust exit code {locust_rc}); "
                           f"see {run_dir}/locust.out\n{_tail(run_dir / 'locust.out')}")
@@ -264,18 +291,18 @@ def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool
         tail = _tail(run_dir / "locust.log") or _tail(run_dir / "locust.out")
         raise TargetError(f"the load generator stopped without finishing the run "
                           f"(Locust exit code {locust_rc}); see {run_dir}/locust.log\n{tail}")
+
+
+def summarize_run(run_dir: Path, slo: SloSpec | None) -> tuple[RunData, Summary]:
+    """Analyze the finished run directory and write its summary.json; exit 3 when no
+    operation was recorded (nothing to judge)."""
     run = analyze.load_runs([run_dir])
     summary = analyze.summarize(run, slo)
     if not summary.total.count:
         raise TargetError(f"no operations were recorded; see {run_dir}/locust.log\n"
                           f"{_tail(run_dir / 'locust.log')}")
     analyze.write_summary(run_dir, summary)
-    console.print_summary(summary)
-    if with_report:
-        report.render(run, summary, run_dir / report.REPORT_FILE)
-        print(f"report:  {run_dir / report.REPORT_FILE}")
-    print(f"results: {run_dir}")
-    return analyze.exit_code(summary)
+    return run, summary
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -284,42 +311,40 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def run_command(args: Namespace) -> int:
-    """`bench run`: the whole run, from scenario to verdict."""
-    scenario = load_scenario(args.scenario)
-    plan = plan_load(args, scenario)
-    url = resolve_target_url(args, scenario)
+def drive(scenario: Scenario, slo: SloSpec | None, options: RunOptions) -> Path:
+    """Run the scenario's load through Locust; returns the completed run directory
+    (exit 2 on bad options, 3 when the target is unreachable or the run did not finish)."""
+    plan = plan_load(options, scenario)
+    url = resolve_target_url(options.target, scenario)
     info = parse_target(url)
-    slo = resolve_slo(args, scenario)
     check_ops_supported(scenario, info)
     versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
-    run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
+    run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=options.out)
     workload = Workload(scenario, plan.seed)
     if plan.prefill:
-        prefill(info, workload, args.quiet)
-    info_json = run_info(args, scenario, plan, info, slo, versions)
-    config = run_config(args, scenario, plan, url, run_dir, info_json)
-    proc = launch_locust(locust_argv(args, plan, run_dir, info.redacted), config, run_dir)
-    if args.master:
-        print(f"waiting for {args.expect_workers} worker(s) on "
-              f"{args.master_bind_host}:{args.master_bind_port} "
+        prefill(info, workload, options.quiet)
+    description = run_info(scenario, plan, info, slo, versions, options.processes)
+    config = run_config(scenario, plan, url, run_dir, description, options.timeout_s, options.ui)
+    proc = launch_locust(locust_argv(options, plan, run_dir, info.redacted), config, run_dir)
+    if options.master:
+        print(f"waiting for {options.expect_workers} worker(s) on "
+              f"{options.master_bind_host}:{options.master_bind_port} "
               f"(bench worker --master-host <this host>)")
-    if args.ui:
-        print(f"Locust web UI: http://127.0.0.1:{args.web_port} (Ctrl-C to end)")
-    rc = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
-    return finish(run_dir, slo, rc, args.report)
+    if options.ui:
+        print(f"Locust web UI: http://127.0.0.1:{options.web_port} (Ctrl-C to end)")
+    rc = wait_for_locust(proc, run_dir, plan, options.quiet or options.ui)
+    check_finished(run_dir, rc)
+    return run_dir
 
 
-def worker_command(args: Namespace) -> int:
-    """`bench worker`: a Locust worker whose scenario and target come from the master."""
+def serve_worker(master_host: str, master_port: int, processes: int | None) -> int:
+    """A Locust worker whose scenario and target come from the master; its exit code."""
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
-            "--master-host", args.master_host, "--master-port", str(args.master_port),
+            "--master-host", master_host, "--master-port", str(master_port),
             "--loglevel", "WARNING"]
-    if args.processes:
-        argv += ["--processes", str(args.processes)]
+    if processes:
+        argv += ["--processes", str(processes)]
     try:
         return subprocess.call(argv)
     except KeyboardInterrupt:
         return 130
-
-

@@ -21,16 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from argparse import Namespace
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymemcache.client.base import Client
-from rich.console import Console
-from rich.table import Table
 
 from bench import cluster
 from bench.analysis.runs import load_runs, read_summary, summarize
@@ -205,10 +202,12 @@ def bench_analyze_speed(n_intervals: int = 3600, n_ops: int = 8) -> dict[str, fl
             "count": summary.total.count}
 
 
-def measure(url: str, seconds: float, say: Console) -> list[tuple[str, str, str]]:
-    """Every measurement, as (what, value, ratio or share) rows."""
+def measure(url: str, seconds: float,
+            say: Callable[[str], None] = print) -> list[tuple[str, str, str]]:
+    """Every measurement, as (what, value, ratio or share) rows; `say` is told what is
+    measured before the minute or so it takes."""
     node = parse_target(url).nodes[0]
-    say.print(f"measuring against {url} ({seconds:g} s per run) ...")
+    say(f"measuring against {url} ({seconds:g} s per run) ...")
     plain_a = plain_gets_per_s(node, seconds)
     one_user = harness_gets_per_s(url, seconds, users=1)
     harness = harness_gets_per_s(url, seconds, users=8)
@@ -235,16 +234,3 @@ def measure(url: str, seconds: float, say: Console) -> list[tuple[str, str, str]
     rows.append(("analyze 1 h (3600 intervals x 8 ops)", f"{speed['analyze_s']:.1f} s",
                  f"{format_percent(speed['analyze_s'] / 3600, 2)} of the hour (budget 1%)"))
     return rows
-
-
-def command(args: Namespace) -> int:
-    say = Console()
-    with memcached_node(args.target) as url:
-        rows = measure(url, args.seconds, say)
-    table = Table(title="cachebench selftest (ratios measured in the same run)")
-    for column in ("measurement", "value", "ratio / share"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    say.print(table)
-    return 0

@@ -2,7 +2,8 @@
 
 The first test checks the package as it is; the second proves the check has teeth by
 adding a backwards import (a scenario module importing the analyzer) to a copy of the
-package and expecting the contract to break, naming the import.
+package and expecting the contract to break, naming the import. The third keeps the
+command line light: importing it loads no stage (`bench --help` stays fast).
 """
 
 from __future__ import annotations
@@ -39,3 +40,16 @@ def test_a_backwards_import_breaks_the_contract(tmp_path):
     assert result.returncode != 0
     assert "pipeline layers BROKEN" in result.stdout
     assert "bench.scenario.model -> bench.analysis.runs" in result.stdout
+
+
+def test_the_command_line_loads_no_stage_before_a_command_runs():
+    """`bench --help` imports cli and commands only: each handler imports its stages, so
+    no numpy, pydantic, rich or matplotlib is loaded to print the help."""
+    probe = "import sys, bench.cli; print(sorted(sys.modules))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True,
+                            capture_output=True, text=True).stdout
+    assert "'bench.commands'" in loaded
+    for heavy in ("'numpy'", "'pydantic'", "'rich'", "'matplotlib'", "'locust'",
+                  "'bench.driver'", "'bench.analysis'"):
+        assert heavy not in loaded, heavy

@@ -21,7 +21,7 @@ from bench.scenario.distributions import Zipf
 from bench.errors import InputError
 from bench.scenario.model import (SCENARIO_DIRS, Scenario, load_scenario, parse_scenario,
                             scenario_names)
-from bench.scenario.preview import preview
+from bench.workload.preview import preview
 from bench.targets import open_target, parse_target
 from bench.workload.executor import Executor
 from bench.workload.ops import BLOCK_OPS, Workload

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
 
 from bench.analysis.runs import RunData, TagSeries, load_runs
-from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.errors import InputError
 from bench.results.histograms import Layout, percentiles_from_counts, segment_percentiles
-from bench.units import format_ms, format_percent, parse_duration, parse_fraction
+from bench.scenario.slo import load_slo
+from bench.units import format_ms, format_percent, parse_fraction
 
 STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
 ALPHA = 0.01
@@ -291,49 +291,22 @@ def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, "unicode") + "\n"
 
 
-def tolerance_for(args: Any) -> Tolerance:
-    """--tolerance; when not given, the --slo file's regression.tolerance, else 10%;
-    --min-delta as the absolute floor."""
-    from bench.scenario.slo import load_slo
-
-    try:
-        min_delta_us = parse_duration(args.min_delta) * 1e6
-    except ValueError as err:
-        raise InputError(str(err), field="--min-delta") from None
-    if args.slo and args.tolerance is None:
-        spec = load_slo(args.slo)
+def tolerance_for(relative: float | None, min_delta_us: float = 0.0,
+                  slo_file: str | None = None) -> Tolerance:
+    """`relative` (--tolerance); when not given, the SLO file's regression.tolerance,
+    else 10%; `min_delta_us` (--min-delta) as the absolute floor."""
+    if relative is None and slo_file:
+        spec = load_slo(slo_file)
         if spec.regression is not None:
             return Tolerance(spec.regression.tolerance, min_delta_us)
-    try:
-        return Tolerance(parse_fraction(args.tolerance or DEFAULT_TOLERANCE), min_delta_us)
-    except ValueError as err:
-        raise InputError(str(err), field="--tolerance") from None
+    return Tolerance(parse_fraction(DEFAULT_TOLERANCE) if relative is None else relative,
+                     min_delta_us)
 
 
-def _write(path: str, text: str) -> None:
-    """Write an output file; an unwritable path is the user's to fix (exit 2)."""
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InputError(f"cannot write: {err.strerror}", file=path) from None
-
-
-def _with_data(path: str) -> RunData:
+def load_with_data(path: str) -> RunData:
     """A run that recorded latencies: comparing against an empty run would pass silently."""
     run = load_runs([path])
     if not run.latency:
         raise InputError("no operations recorded; expected a run with latency data",
                          file=str(path))
     return run
-
-
-def command(args: Any) -> int:
-    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise."""
-    tolerance = tolerance_for(args)
-    rows = compare(_with_data(args.baseline), _with_data(args.candidate), tolerance)
-    print_table(rows, tolerance)
-    if args.markdown:
-        _write(args.markdown, to_markdown(rows, tolerance, (args.baseline, args.candidate)))
-    if args.junit:
-        _write(args.junit, to_junit(rows, tolerance))
-    return EXIT_FAILED if any(r.regression for r in rows) else EXIT_OK

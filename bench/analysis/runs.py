@@ -352,18 +352,3 @@ def slo_for(run: RunData, slo_file: str | None) -> SloSpec | None:
 def exit_code(summary: Summary) -> int:
     """0 when the SLO is met or there is none, 1 when missed."""
     return EXIT_FAILED if summary.slo and summary.slo.passed is False else EXIT_OK
-
-
-def command(args: Any) -> int:
-    """`bench analyze RUN_DIR... [--slo FILE] [--json]`."""
-    from bench.output.console import print_summary
-
-    run = load_runs(args.runs)
-    summary = summarize(run, slo_for(run, args.slo))
-    if len(run.dirs) == 1:
-        write_summary(run.dirs[0], summary)
-    if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
-    else:
-        print_summary(summary)
-    return exit_code(summary)

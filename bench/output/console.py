@@ -10,7 +10,7 @@ numbers through `RunProgress.update`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -133,6 +133,16 @@ def print_summary(summary: Summary, console: Console | None = None) -> None:
     if summary.slo:
         console.print(slo_table(summary.slo))
     console.print(verdict_line(summary))
+
+
+def print_rows(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A plain table of text cells (`bench selftest`'s measurements)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
 
 
 class _Tail:

@@ -15,15 +15,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.analysis.runs import COUNTER_COLUMNS, RunData, load_runs, slo_for, summarize
+from bench.analysis.runs import COUNTER_COLUMNS, RunData
 from bench.analysis.summary import OpSummary, Summary
-from bench.errors import InputError
 from bench.vocabulary import LOOKUP_OPS
 
 PREFIX = "cachebench"
@@ -175,18 +172,3 @@ def _intervals_with_data(run: RunData, op: str) -> list[int]:
 def _cell(value: float) -> str:
     """A percentile cell: whole microseconds, empty when the interval had no values."""
     return "" if math.isnan(value) else str(int(value))
-
-
-def command(args: Any) -> int:
-    """`bench export RUN_DIR --prometheus|--csv [--out FILE]`."""
-    run = load_runs([args.run])
-    text = (to_prometheus(summarize(run, slo_for(run, None))) if args.prometheus
-            else to_csv(run))
-    if not args.out:
-        sys.stdout.write(text)
-        return 0
-    try:
-        Path(args.out).write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InputError(f"cannot write: {err.strerror}", file=args.out, field="--out") from None
-    return 0

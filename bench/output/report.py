@@ -21,10 +21,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bench.analysis.runs import RunData, load_runs, slo_for, summarize
+from bench.analysis.runs import RunData
 from bench.analysis.summary import Summary
 from bench.analysis.verdicts import Verdict, describe_windows, failures
-from bench.errors import InputError
 from bench.results.rundir import RunScenario, RunTarget
 from bench.results.histograms import percentiles_from_counts
 from bench.units import format_ms, format_percent, format_times, format_us, format_whole
@@ -394,15 +393,3 @@ def render(run: RunData, summary: Summary, out: Path) -> list[Path]:
             f"<h2>What ran</h2>{what_ran_html(run)}</body></html>\n")
     out.write_text(page, encoding="utf-8")
     return [out, *written]
-
-
-def command(args: Any) -> int:
-    """`bench report RUN_DIR [--slo FILE] [--out FILE]`: always exit 0 once written."""
-    run = load_runs([args.run])
-    summary = summarize(run, slo_for(run, args.slo))
-    out = Path(args.out) if args.out else Path(args.run) / REPORT_FILE
-    if not out.parent.is_dir():
-        raise InputError("directory does not exist", file=str(out.parent), field="--out")
-    written = render(run, summary, out)
-    print(f"wrote {written[0]} (+{len(written) - 1} PNG beside it)")
-    return 0

@@ -873,3 +873,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read the scenario: {err}", file=str(path)) from None
     return parse_scenario(text, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, for editors' YAML language servers."""
+    schema = Scenario.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "cachebench scenario"
+    return schema

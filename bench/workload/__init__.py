@@ -1,1 +1,2 @@
-"""Scenario + seed -> deterministic op streams, and running one op on a target."""
+"""Scenario + seed -> deterministic op streams (and previews of them), and running one op
+on a target."""
