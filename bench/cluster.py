@@ -55,10 +55,12 @@ PACKAGES = {"memcached": "memcached", "redis-server": "redis-server",
 # Searched after PATH: Debian installs nutcracker in /usr/sbin, not on a user's PATH.
 _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _SCHEMES = {"memcached": "memcached", "redis": "redis", "redis-cluster": "redis+cluster"}
+_TLS_SCHEMES = {"memcached": "memcached+tls", "redis": "rediss", "redis-cluster": "rediss+cluster"}
 # One request per wire protocol and the start of the reply that proves the server works.
 # RESP arrays rather than inline commands: nutcracker only parses the former.
-_PROBES = {"memcached": (b"version\r\n", b"VERSION "),
-           "redis": (b"*1\r\n$4\r\nPING\r\n", b"+PONG")}
+# A Redis with a password answers NOAUTH: it is up all the same.
+_PROBES = {"memcached": (b"version\r\n", (b"VERSION ",)),
+           "redis": (b"*1\r\n$4\r\nPING\r\n", (b"+PONG", b"-NOAUTH"))}
 _CLUSTER_INFO = b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n"
 _PORT_IN_USE = "Address already in use"
 
@@ -229,6 +231,24 @@ def _stop_pids(binaries: dict[int, str], timeout: float) -> dict[int, str]:
 
 # --------------------------------------------------------------------------- servers
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's TLS files (PEM paths). With `client_cert`, the server requires clients
+    to present a certificate signed by `ca`, and its URL carries that certificate."""
+
+    cert: str
+    key: str
+    ca: str
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @property
+    def query(self) -> str:
+        """The URL options a client needs to verify (and, if asked, authenticate to) it."""
+        client = f"&cert={self.client_cert}&key={self.client_key}" if self.client_cert else ""
+        return f"ca={self.ca}{client}"
+
+
 @dataclass
 class LocalServer:
     """One server process started here: enough to reach it, inspect it and stop it.
@@ -246,6 +266,8 @@ class LocalServer:
     argv: list[str]
     host: str = HOST
     stats_port: int | None = None  # nutcracker's JSON stats
+    tls_port: int | None = None    # a TLS listener beside the plain `port`
+    tls_query: str = ""            # what a client needs to verify it: ca=...[&cert=&key=]
 
     @property
     def address(self) -> str:
@@ -254,7 +276,9 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        """The target URL that reaches this server alone."""
+        """The target URL that reaches this server alone (over TLS when it has TLS)."""
+        if self.tls_port:
+            return f"{_TLS_SCHEMES[self.kind]}://{self.host}:{self.tls_port}?{self.tls_query}"
         return f"{_SCHEMES.get(self.kind, self.protocol)}://{self.address}"
 
     @property
@@ -380,29 +404,38 @@ def _on_free_port(port: int, start: Callable[[int], LocalServer]) -> LocalServer
 
 
 def start_memcached(port: int, workdir: str | Path, memory_mb: int = 64, threads: int = 2,
-                    name: str = "memcached") -> LocalServer:
-    """memcached on 127.0.0.1:`port` (0: a free port), log in `workdir`/`name`.log."""
+                    name: str = "memcached", tls: ServerTls | None = None) -> LocalServer:
+    """memcached on 127.0.0.1:`port` (0: a free port), log in `workdir`/`name`.log. With
+    `tls`, also a TLS listener (`-Z`) on a free port; `port` stays plain, for probes."""
     binary = find_binaries("memcached")["memcached"]
     log = Path(workdir).absolute() / f"{name}.log"
 
     def start(p: int) -> LocalServer:
         argv = [binary, "-l", HOST, "-p", str(p), "-U", "0", "-m", str(memory_mb),
                 "-t", str(threads)]
+        tls_port = free_port() if tls else None
+        if tls:
+            argv[1:5] = ["-Z", "-o", _memcached_tls_options(tls),
+                         "-l", f"{HOST}:{tls_port},notls:{HOST}:{p}"]
         if os.geteuid() == 0:  # memcached refuses to run as root without -u
             argv += ["-u", "root"]
         return _launch(LocalServer(name=name, kind="memcached", protocol="memcached", port=p,
-                                   pid=0, log=str(log), argv=argv))
+                                   pid=0, log=str(log), argv=argv, tls_port=tls_port,
+                                   tls_query=tls.query if tls else ""))
 
     return _on_free_port(port, start)
 
 
 def start_redis(port: int, workdir: str | Path, cluster: bool = False,
-                memory_mb: int | None = None, name: str = "redis") -> LocalServer:
+                memory_mb: int | None = None, name: str = "redis",
+                tls: ServerTls | None = None, config: Sequence[str] = ()) -> LocalServer:
     """redis-server on 127.0.0.1:`port` (0: a free port) without persistence.
 
     With `memory_mb` it evicts like a cache (allkeys-lru) instead of refusing writes. With
     `cluster` it is an empty cluster-enabled node (bus on its own free port); join nodes
-    with `start_redis_cluster`.
+    with `start_redis_cluster`. With `tls`, also a TLS listener on a free port (and a TLS
+    cluster bus). `config`: redis.conf lines such as `requirepass ...` or `user ...`,
+    written to `name`.conf so that no password shows in argv, ps or state.json.
     """
     binary = find_binaries("redis-server")["redis-server"]
     workdir = Path(workdir).absolute()
@@ -410,9 +443,13 @@ def start_redis(port: int, workdir: str | Path, cluster: bool = False,
     nodes_conf = workdir / f"{name}-nodes.conf"
 
     def start(p: int) -> LocalServer:
-        argv = [binary, "--port", str(p), "--bind", HOST, "--protected-mode", "no",
+        argv = [binary, *_redis_config_file(workdir / f"{name}.conf", config),
+                "--port", str(p), "--bind", HOST, "--protected-mode", "no",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--dir", str(workdir), "--logfile", str(log)]
+        tls_port = free_port() if tls else None
+        if tls:
+            argv += _redis_tls_arguments(tls, tls_port, cluster)
         if memory_mb:
             argv += ["--maxmemory", f"{memory_mb}mb", "--maxmemory-policy", "allkeys-lru"]
         if cluster:
@@ -420,9 +457,40 @@ def start_redis(port: int, workdir: str | Path, cluster: bool = False,
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(nodes_conf),
                      "--cluster-port", str(free_port()), "--cluster-node-timeout", "5000"]
         return _launch(LocalServer(name=name, kind="redis-cluster" if cluster else "redis",
-                                   protocol="redis", port=p, pid=0, log=str(log), argv=argv))
+                                   protocol="redis", port=p, pid=0, log=str(log), argv=argv,
+                                   tls_port=tls_port, tls_query=tls.query if tls else ""))
 
     return _on_free_port(port, start)
+
+
+def _memcached_tls_options(tls: ServerTls) -> str:
+    """memcached's `-o` TLS settings; with a client CA, a client certificate is required."""
+    options = f"ssl_chain_cert={tls.cert},ssl_key={tls.key}"
+    if tls.client_cert:
+        options += f",ssl_ca_cert={tls.ca},ssl_verify_mode=2"
+    return options
+
+
+def _redis_tls_arguments(tls: ServerTls, tls_port: int | None, cluster: bool) -> list[str]:
+    """redis-server's TLS flags: a TLS port beside the plain one, client certificates
+    required only when `tls` names one, and a TLS bus for a cluster node (so that the
+    cluster announces its TLS ports to TLS clients)."""
+    argv = ["--tls-port", str(tls_port), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key,
+            "--tls-ca-cert-file", tls.ca,
+            "--tls-auth-clients", "yes" if tls.client_cert else "optional"]
+    if cluster:
+        argv += ["--tls-cluster", "yes", "--tls-replication", "yes"]
+    return argv
+
+
+def _redis_config_file(path: Path, lines: Sequence[str]) -> list[str]:
+    """[path] after writing `lines` to it (owner-only: it may hold passwords); [] for none."""
+    if not lines:
+        return []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return [str(path)]
 
 
 def start_nutcracker(backends: Sequence[str], workdir: str | Path,
@@ -466,20 +534,24 @@ def start_memcached_pool(n_nodes: int, workdir: str | Path, memory_mb: int = 64,
     return ServerGroup(url="memcached://" + ",".join(nodes), nodes=nodes, servers=servers)
 
 
-def start_redis_cluster(n_masters: int, workdir: str | Path,
-                        memory_mb: int | None = None) -> ServerGroup:
-    """A Redis Cluster of `n_masters` masters (no replicas), returned once every node says
-    cluster_state:ok; url names one node, nodes all of them."""
+def start_redis_cluster(n_masters: int, workdir: str | Path, memory_mb: int | None = None,
+                        tls: ServerTls | None = None, replicas: int = 0) -> ServerGroup:
+    """A Redis Cluster of `n_masters` masters, each with `replicas` replicas (which take
+    over when their master dies), returned once every node says cluster_state:ok; url
+    names one node, nodes all of them (their TLS addresses with `tls`)."""
     _require_masters(n_masters)
     cli = find_binaries("redis-server", "redis-cli")["redis-cli"]
     with stopped_on_error([]) as servers:
-        for i in range(1, n_masters + 1):
+        for i in range(1, n_masters * (1 + replicas) + 1):
             servers.append(start_redis(0, workdir, cluster=True, memory_mb=memory_mb,
-                                       name=f"redis-cluster-{i}"))
-        _create_cluster(cli, servers)
+                                       name=f"redis-cluster-{i}", tls=tls))
+        _create_cluster(cli, servers, replicas)
         _wait_cluster_ok(servers, CLUSTER_TIMEOUT_S)
-    nodes = [server.address for server in servers]
-    return ServerGroup(url=f"redis+cluster://{nodes[0]}", nodes=nodes, servers=servers)
+    nodes = [f"{s.host}:{s.tls_port}" if s.tls_port else s.address for s in servers]
+    query = f"?{tls.query}" if tls else ""
+    scheme = _TLS_SCHEMES if tls else _SCHEMES
+    return ServerGroup(url=f"{scheme['redis-cluster']}://{nodes[0]}{query}", nodes=nodes,
+                       servers=servers)
 
 
 def _require_masters(n_masters: int) -> None:
@@ -489,10 +561,11 @@ def _require_masters(n_masters: int) -> None:
                          field="--redis-cluster-masters")
 
 
-def _create_cluster(cli: str, servers: Sequence[LocalServer]) -> None:
-    """Join empty cluster-enabled nodes and split the slots with `redis-cli --cluster create`."""
+def _create_cluster(cli: str, servers: Sequence[LocalServer], replicas: int = 0) -> None:
+    """Join empty cluster-enabled nodes and split the slots with `redis-cli --cluster create`
+    (over the plain ports; the first len/(1+replicas) nodes become the masters)."""
     argv = [cli, "--cluster", "create", *(s.address for s in servers),
-            "--cluster-replicas", "0", "--cluster-yes"]
+            "--cluster-replicas", str(replicas), "--cluster-yes"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=CLUSTER_TIMEOUT_S,
                               stdin=subprocess.DEVNULL, check=False)

@@ -34,6 +34,7 @@ from bench.scenario.model import Scenario, load_scenario
 from bench.scenario.slo import SloSpec, load_slo
 from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
                            unsupported_ops)
+from bench.targets.base import redact_raw
 from bench.units import parse_duration, parse_rate
 from bench.vocabulary import entry_op
 from bench.workload.ops import Workload
@@ -173,17 +174,26 @@ def run_info(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetIn
     return {
         "harness": {"name": "cachebench", "version": __version__},
         "scenario": {"name": scenario.name, "file": str(scenario.source or ""),
-                     "seed": plan.seed, "resolved": scenario.to_json()},
-        "target": {"url": info.redacted, "kind": info.kind, "nodes": list(info.nodes)},
+                     "seed": plan.seed, "resolved": _redacted_scenario(scenario)},
+        "target": {"url": info.redacted, "kind": info.kind, "nodes": list(info.nodes),
+                   "tls": info.tls, "options": info.options},
         "load": {**dataclasses.asdict(plan), "processes": args.processes or 1},
         "slo": slo.to_data() if slo is not None else None,
         "versions": {"python": platform.python_version(), **_package_versions(),
                      "servers": versions},
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(),
                  "cpus": os.cpu_count()},
-        "argv": sys.argv,
+        "argv": [redact_raw(arg) for arg in sys.argv],   # a --target may carry a password
         "interval_s": 1.0,
     }
+
+
+def _redacted_scenario(scenario: Scenario) -> dict[str, Any]:
+    """The resolved scenario for run.json, its `target:` URL without a password."""
+    resolved = scenario.to_json()
+    if resolved.get("target"):
+        resolved["target"] = redact_raw(resolved["target"])
+    return resolved
 
 
 def _package_versions() -> dict[str, str | None]:
