@@ -47,7 +47,7 @@ STATE_FILE = "state.json"
 STATE_FORMAT = 1
 STATE_ENV = "CACHEBENCH_CLUSTER_STATE"
 DEFAULT_STATE_DIR = ".cluster"
-LOCAL_TARGETS = ("memcached", "redis", "redis-cluster", "nutcracker")
+LOCAL_TARGETS = ("memcached", "redis", "redis-cluster", "nutcracker", "memcached-wmf")
 
 # Debian package of each program, for the "install it with" message.
 PACKAGES = {"memcached": "memcached", "redis-server": "redis-server",
@@ -322,6 +322,25 @@ class LocalServer:
     def stop(self) -> str:
         """Terminate the server if its pid still runs its program; see `_stop_pids`."""
         return stop_servers([self])[self.name]
+
+    def kill(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGKILL, as a crash: no shutdown, every connection reset. Returns once the
+        process is gone; a pid that no longer runs this program is left alone."""
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while pid_alive(self.pid):
+            if time.monotonic() > deadline:
+                raise TargetError(f"{self.name} (pid {self.pid}) survived SIGKILL")
+            time.sleep(0.005)
+
+    def restart(self, timeout: float = START_TIMEOUT_S) -> LocalServer:
+        """Kill the server if it runs, then start the same program on the same port(s):
+        memcached comes back empty, a Redis Cluster node rejoins with its nodes.conf.
+        Returns the server with its new pid."""
+        self.kill()
+        return _launch(replace(self, pid=0), timeout)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in state.json."""
@@ -655,12 +674,18 @@ class ClusterState:
 
 
 def cluster_up(state_dir: Path, memory_mb: int, memcached_nodes: int = 3,
-               redis_cluster_masters: int = 3) -> ClusterState:
+               redis_cluster_masters: int = 3, gutter_nodes: int = 0,
+               redis_cluster_replicas: int = 0) -> ClusterState:
     """Start the local fleet and record it: a memcached pool, a standalone Redis, a Redis
-    Cluster and nutcracker in front of the pool. All or nothing: on failure what was
+    Cluster (with replicas if asked) and nutcracker in front of the pool; with
+    `gutter_nodes`, a gutter pool too and `local:memcached-wmf`, the pool behind
+    mcrouter-style routing with the WMF preset. All or nothing: on failure what was
     started is stopped again."""
     if memcached_nodes < 1:
         raise InputError(f"expected at least 1, got {memcached_nodes}", field="--memcached-nodes")
+    for flag, count in (("--gutter", gutter_nodes), ("--replicas", redis_cluster_replicas)):
+        if count < 0:
+            raise InputError(f"expected 0 or more, got {count}", field=flag)
     _require_masters(redis_cluster_masters)
     find_binaries(*PACKAGES)
     state_dir = state_dir.absolute()
@@ -670,14 +695,22 @@ def cluster_up(state_dir: Path, memory_mb: int, memcached_nodes: int = 3,
         started += pool.servers
         redis = start_redis(0, state_dir, memory_mb=memory_mb)
         started.append(redis)
-        cluster = start_redis_cluster(redis_cluster_masters, state_dir, memory_mb)
+        cluster = start_redis_cluster(redis_cluster_masters, state_dir, memory_mb,
+                                      replicas=redis_cluster_replicas)
         started += cluster.servers
         proxy = start_nutcracker(pool.nodes, state_dir)
         started.append(proxy)
+        urls = {"memcached": pool.url, "redis": redis.url, "redis-cluster": cluster.url,
+                "nutcracker": proxy.url}
+        if gutter_nodes:
+            gutter = [start_memcached(0, state_dir, memory_mb, name=f"gutter-{i}")
+                      for i in range(1, gutter_nodes + 1)]
+            started += gutter
+            urls["memcached-wmf"] = (f"{pool.url}?preset=wmf&gutter="
+                                     + ",".join(server.address for server in gutter))
         state = ClusterState(state_dir=state_dir, servers=started,
                              started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             urls={"memcached": pool.url, "redis": redis.url,
-                                   "redis-cluster": cluster.url, "nutcracker": proxy.url})
+                             urls=urls)
         state.save()
     return state
 
@@ -710,6 +743,9 @@ def resolve_local(name: str, state_dir: str | Path | None = None) -> str:
     state = ClusterState.load(Path(state_dir))
     if state is None:
         raise InputError(_not_running(Path(state_dir)), field="--target")
+    if key not in state.urls:   # memcached-wmf: only with a gutter pool
+        raise InputError(f"{name} needs a gutter pool: `bench cluster down`, then "
+                         "`bench cluster up --gutter 1`", field="--target")
     return state.urls[key]
 
 
@@ -749,7 +785,8 @@ def _up_command(args: argparse.Namespace, state_dir: Path) -> int:
         if not args.json:
             print(f"stale cluster state in {state_dir}: stopping what is left, starting afresh")
         cluster_down(state_dir)
-    state = cluster_up(state_dir, memory_mb, args.memcached_nodes, args.redis_cluster_masters)
+    state = cluster_up(state_dir, memory_mb, args.memcached_nodes, args.redis_cluster_masters,
+                       args.gutter, args.replicas)
     _print_state(state, args.json, "started")
     return EXIT_OK
 

@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, cluster
+from bench import __version__, cluster, faults
 from bench.analysis import runs as analyze
 from bench.output import console
 from bench.output import report
@@ -303,6 +303,8 @@ def run_command(args: Namespace) -> int:
     info = parse_target(url)
     slo = resolve_slo(args, scenario)
     check_ops_supported(scenario, info)
+    fault_servers = faults.plan(scenario.faults, info, cluster.state_dir_default(),
+                                scenario.source)
     versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
     workload = Workload(scenario, plan.seed)
@@ -317,7 +319,14 @@ def run_command(args: Namespace) -> int:
               f"(bench worker --master-host <this host>)")
     if args.ui:
         print(f"Locust web UI: http://127.0.0.1:{args.web_port} (Ctrl-C to end)")
-    rc = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
+    injector = faults.Injector(scenario.faults, fault_servers, run_dir,
+                               cluster.state_dir_default()).start()
+    try:
+        rc = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
+    finally:
+        windows = injector.stop()   # never leaves a server stalled
+    if scenario.faults and (run_dir / rundir.RUN_JSON).exists():
+        faults.record(run_dir, windows)
     return finish(run_dir, slo, rc, args.report)
 
 

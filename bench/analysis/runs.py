@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from bench.analysis.phases import phase_figures
+from bench.analysis.routing import gutter_figures
 from bench.analysis.verdicts import evaluate
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.results.histograms import (Layout, add_sparse, default_layout, latency_stats,
@@ -320,6 +322,12 @@ def summarize(run: RunData, slo: SloSpec | None) -> dict[str, Any]:
     summary["ops"] = {op: _op_summary(run, [op]) for op in run.ops}
     summary["total"] = _op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS])
     summary["slo"] = evaluate(slo, run) if slo is not None else None
+    phases = phase_figures(run)
+    if phases is not None:   # a run with faults: before / during / after
+        summary["phases"] = phases
+    gutter = gutter_figures(run.runs, run.server_stats)
+    if gutter is not None:   # mcrouter-style routing with a gutter pool
+        summary["gutter"] = gutter
     return summary
 
 

@@ -261,6 +261,12 @@ def read_run(path: str | Path) -> RunFiles:
                     hlog=run / LATENCY_HLOG)
 
 
+def add_run_info(path: str | Path, **fields: Any) -> None:
+    """Add keys to a finished run's run.json (the fault windows `bench run` observed)."""
+    run_json = Path(path) / RUN_JSON
+    _write_json_atomically(run_json, {**_read_json(run_json), **fields})
+
+
 def read_run_info(path: str | Path) -> dict[str, Any]:
     """Only run.json of a run directory: cheap, e.g. to check a run's status."""
     run = Path(path)
