@@ -47,7 +47,9 @@ STATE_FILE = "state.json"
 STATE_FORMAT = 1
 STATE_ENV = "CACHEBENCH_CLUSTER_STATE"
 DEFAULT_STATE_DIR = ".cluster"
-LOCAL_TARGETS = ("memcached", "redis", "redis-cluster", "nutcracker", "memcached-wmf")
+LOCAL_TARGETS = ("memcached", "redis", "redis-cluster", "nutcracker")
+#: Only with `bench cluster up --gutter N`: the pool behind mcrouter-style routing.
+GUTTER_TARGETS = ("memcached-wmf",)
 
 # Debian package of each program, for the "install it with" message.
 PACKAGES = {"memcached": "memcached", "redis-server": "redis-server",
@@ -736,8 +738,8 @@ def resolve_local(name: str, state_dir: str | Path | None = None) -> str:
     """The URL of `local:memcached|redis|redis-cluster|nutcracker` from the state file."""
     state_dir = state_dir or state_dir_default()
     key = name.removeprefix("local:")
-    if key not in LOCAL_TARGETS:
-        known = ", ".join(f"local:{t}" for t in LOCAL_TARGETS)
+    if key not in LOCAL_TARGETS + GUTTER_TARGETS:
+        known = ", ".join(f"local:{t}" for t in LOCAL_TARGETS + GUTTER_TARGETS)
         raise InputError(f"unknown local target {name!r}; expected one of {known}",
                          field="--target")
     state = ClusterState.load(Path(state_dir))
