@@ -19,6 +19,7 @@ import yaml
 from bench import cluster
 from bench.cli import main
 from bench.errors import EXIT_BAD_INPUT
+from bench.scenario.model import load_scenario
 
 TKO = 3
 USERS = 4
@@ -50,9 +51,9 @@ def _scenario(tmp_path: Path, faults: list[dict[str, Any]], duration: str = "8s"
     return path
 
 
-def _run(url: str, scenario: Path, out: Path) -> int:
+def _run(url: str, scenario: Path, out: Path, *extra: str) -> int:
     return main(["run", str(scenario), "--target", url, "--out", str(out), "--quiet",
-                 "--no-report"])
+                 *(extra or ["--no-report"])])
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -168,7 +169,7 @@ def test_memcached_node_killed_and_restarted(tmp_path: Path, monkeypatch: pytest
     scenario = _scenario(tmp_path, [{"kind": "kill", "node": 3, "at": "2s"},
                                     {"kind": "restart", "node": 3, "at": "4s"}])
     out = tmp_path / "run"
-    rc = _run(pool.url, scenario, out)
+    rc = _run(pool.url, scenario, out, "--report")
     restarted = cluster.ClusterState.load(state_dir).servers[2]
     pool.servers[2] = restarted        # the fixture stops the new process
     assert rc in (0, 1)
@@ -188,6 +189,18 @@ def test_memcached_node_killed_and_restarted(tmp_path: Path, monkeypatch: pytest
     assert summary["phases"]["after"]["errors"] == 0
     rows = [row for row in _timeline(out) if float(row["start"]) >= restart["to"] + 1]
     assert rows and sum(int(row["hits"]) for row in rows) > 0
+    report = (out / "report.html").read_text()
+    assert "Faults and failover" in report and "<td>kill</td>" in report
+
+
+def test_mw_shard_stall_scenario() -> None:
+    """The Wikimedia scenario: the WMF-routed local pool, one shard stalled longer than
+    TKO takes (10 x 250 ms) and longer than the gutter TTL (60 s) plus a probe (60 s)."""
+    scenario = load_scenario("mw-shard-stall")
+    assert scenario.target == "local:memcached-wmf"
+    stall, = scenario.faults
+    assert stall.kind == "stall" and stall.duration > 60 + 10 * 0.25
+    assert stall.at + stall.duration < scenario.load.duration
 
 
 @pytest.mark.slow

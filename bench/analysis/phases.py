@@ -10,10 +10,10 @@ where the thing was first seen (so at the resolution of one interval):
 - `first_error_s`: the first interval with an error;
 - `tko_s`: the first interval without timeouts after timeouts began: a client with
   mcrouter-style routing stops waiting on the node once it marked it TKO;
-- `p99_recovered_s`, `hit_ratio_recovered_s`: an interval's p99 back within RECOVERY_P99 x
-  the `before` phase's p99, its hit ratio within RECOVERY_HIT_RATIO of the `before` one,
-  after having left it
-  (0 when it never left; None when it never came back, or there is no `before`).
+- `p99_recovered_s`, `hit_ratio_recovered_s`: from when on every interval's p99 stayed
+  within RECOVERY_P99 x the `before` phase's p99, and its hit ratio within
+  RECOVERY_HIT_RATIO of the `before` one (0 when it never left; None when it had not
+  come back by the end of the run, or there is no `before`).
 """
 
 from __future__ import annotations
@@ -145,12 +145,15 @@ def _timing(run: PhaseSource, start: float,
 
 def _recovered(run: PhaseSource, start: float, from_fault: np.ndarray,
                good: np.ndarray) -> float | None:
-    """When `good` held again after the first interval (from the fault on) where it did
-    not; 0 when it always held. Empty intervals (NaN comparisons) are not good."""
-    bad = _first_index(from_fault & ~good)
-    if bad is None:
+    """When `good` held again for good: the first interval of the last streak of good
+    intervals (from the fault on, intervals without ops skipped), so that a lucky
+    interval in the middle of the outage is not taken for the recovery; 0 when it never
+    stopped holding, None when the run ended before it held again."""
+    with_ops = from_fault & (run.counter("count") > 0)
+    bad = np.flatnonzero(with_ops & ~good)
+    if not len(bad):
         return 0.0
-    return _first(run, start, (np.arange(run.n_intervals) > bad) & good)
+    return _first(run, start, (np.arange(run.n_intervals) > bad[-1]) & with_ops)
 
 
 def _first_index(mask: np.ndarray) -> int | None:
