@@ -303,8 +303,8 @@ def run_command(args: Namespace) -> int:
     info = parse_target(url)
     slo = resolve_slo(args, scenario)
     check_ops_supported(scenario, info)
-    fault_servers = faults.plan(scenario.faults, info, cluster.state_dir_default(),
-                                scenario.source)
+    planned, fault_servers = faults.plan(scenario.faults, info, cluster.state_dir_default(),
+                                         plan.duration_s, scenario.source)
     versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
     workload = Workload(scenario, plan.seed)
@@ -319,13 +319,13 @@ def run_command(args: Namespace) -> int:
               f"(bench worker --master-host <this host>)")
     if args.ui:
         print(f"Locust web UI: http://127.0.0.1:{args.web_port} (Ctrl-C to end)")
-    injector = faults.Injector(scenario.faults, fault_servers, run_dir,
+    injector = faults.Injector(planned, fault_servers, run_dir,
                                cluster.state_dir_default()).start()
     try:
         rc = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
     finally:
         windows = injector.stop()   # never leaves a server stalled
-    if scenario.faults and (run_dir / rundir.RUN_JSON).exists():
+    if planned and (run_dir / rundir.RUN_JSON).exists():
         faults.record(run_dir, windows)
     return finish(run_dir, slo, rc, args.report)
 

@@ -64,11 +64,14 @@ def target_servers(info: TargetInfo, state: cluster.ClusterState) -> list[cluste
     return [by_address[node] for node in info.nodes]
 
 
-def plan(faults: list[Fault], info: TargetInfo, state_dir: str | Path,
-         source: str | None = None) -> list[cluster.LocalServer]:
-    """Check every fault against the local cluster before the run; the target's servers."""
-    if not faults:
-        return []
+def plan(faults: list[Fault], info: TargetInfo, state_dir: str | Path, duration_s: float,
+         source: str | None = None) -> tuple[list[Fault], list[cluster.LocalServer]]:
+    """The faults that fall in the measured window (a shortened run, `--duration`, drops
+    the later ones), each checked against the local cluster before the run, and the
+    target's servers. InputError (exit 2) for a fault this harness may not run."""
+    due = [fault for fault in faults if fault.at < duration_s]
+    if not due:
+        return [], []
     state = cluster.ClusterState.load(Path(state_dir))
     if state is None:
         raise InputError(f"faults run only on servers `bench cluster up` started, and no "
@@ -82,7 +85,7 @@ def plan(faults: list[Fault], info: TargetInfo, state_dir: str | Path,
         if fault.node > len(servers):
             raise InputError(f"expected a node from 1 to {len(servers)}, got {fault.node}",
                              file=source, field=f"{where}.node")
-    return servers
+    return due, servers
 
 
 class Injector:
