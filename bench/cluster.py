@@ -64,6 +64,7 @@ _TLS_SCHEMES = {"memcached": "memcached+tls", "redis": "rediss", "redis-cluster"
 _PROBES = {"memcached": (b"version\r\n", (b"VERSION ",)),
            "redis": (b"*1\r\n$4\r\nPING\r\n", (b"+PONG", b"-NOAUTH"))}
 _CLUSTER_INFO = b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n"
+_INFO_REPLICATION = b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n"
 _PORT_IN_USE = "Address already in use"
 
 
@@ -568,6 +569,8 @@ def start_redis_cluster(n_masters: int, workdir: str | Path, memory_mb: int | No
                                        name=f"redis-cluster-{i}", tls=tls))
         _create_cluster(cli, servers, replicas)
         _wait_cluster_ok(servers, CLUSTER_TIMEOUT_S)
+        if replicas:
+            _wait_replicas_synced(servers, CLUSTER_TIMEOUT_S)
     nodes = [f"{s.host}:{s.tls_port}" if s.tls_port else s.address for s in servers]
     query = f"?{tls.query}" if tls else ""
     scheme = _TLS_SCHEMES if tls else _SCHEMES
@@ -617,6 +620,27 @@ def _wait_cluster_ok(servers: Sequence[LocalServer], timeout: float) -> None:
             return
         if time.monotonic() > deadline:
             raise TargetError(f"Redis Cluster not ok after {timeout:g}s: {states}")
+        time.sleep(0.05)
+
+
+def _replica_synced(server: LocalServer) -> bool:
+    """A master, or a replica whose link to its master is up (it has the data: a replica
+    that never synced refuses to take over, "disconnected from master for too long")."""
+    try:
+        reply = _ask(server.host, server.port, _INFO_REPLICATION,
+                     rb"role:master|master_link_status:\w+", PROBE_TIMEOUT_S)
+    except OSError:
+        return False
+    return b"role:master" in reply or b"master_link_status:up" in reply
+
+
+def _wait_replicas_synced(servers: Sequence[LocalServer], timeout: float) -> None:
+    """Wait until every replica has synced with its master, so that a master's death
+    right after the start is survived."""
+    deadline = time.monotonic() + timeout
+    while not all(_replica_synced(server) for server in servers):
+        if time.monotonic() > deadline:
+            raise TargetError(f"Redis Cluster replicas not in sync after {timeout:g}s")
         time.sleep(0.05)
 
 

@@ -210,7 +210,7 @@ def test_redis_cluster_survives_a_master_death(tmp_path: Path,
     try:
         _state(tmp_path, monkeypatch, group.servers)
         scenario = _scenario(tmp_path, [{"kind": "kill", "node": 1, "at": "2s"}],
-                             duration="16s")
+                             duration="20s")
         out = tmp_path / "run"
         assert _run(group.url, scenario, out) in (0, 1)
         info, summary = _load(out / "run.json"), _load(out / "summary.json")
