@@ -45,7 +45,7 @@ bench: install servers
 	@if [ -n "$(TARGET)" ]; then \
 		$(BENCH) run $(SCENARIO) $(RUN_ARGS); \
 	else \
-		$(BENCH) cluster up && \
+		$(BENCH) cluster up --gutter 1 && \
 		{ $(BENCH) run $(SCENARIO) $(RUN_ARGS); rc=$$?; $(BENCH) cluster down; exit $$rc; }; \
 	fi
 

@@ -94,6 +94,12 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--redis-cluster-masters", type=int, default=3,
                     help="masters of the Redis Cluster (default 3)")
     up.add_argument("--memory", default="256MiB", help="memory per server (default 256MiB)")
+    up.add_argument("--gutter", type=int, default=0, metavar="N",
+                    help="also a gutter pool of N memcached nodes, and local:memcached-wmf "
+                         "(the pool with mcrouter-style routing, ?preset=wmf) (default 0)")
+    up.add_argument("--replicas", type=int, default=0, metavar="N",
+                    help="replicas per Redis Cluster master, which take over when it dies "
+                         "(default 0)")
     up.set_defaults(handler=commands.cluster_up)
     status = csub.add_parser("status", help="show servers, ports, pids and whether they answer")
     status.set_defaults(handler=commands.cluster_status)

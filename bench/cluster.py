@@ -44,6 +44,8 @@ STATE_FORMAT = 1
 STATE_ENV = "CACHEBENCH_CLUSTER_STATE"
 DEFAULT_STATE_DIR = ".cluster"
 LOCAL_TARGETS = ("memcached", "redis", "redis-cluster", "nutcracker")
+#: Only with `bench cluster up --gutter N`: the pool behind mcrouter-style routing.
+GUTTER_TARGETS = ("memcached-wmf",)
 
 # Debian package of each program, for the "install it with" message.
 PACKAGES = {"memcached": "memcached", "redis-server": "redis-server",
@@ -51,11 +53,14 @@ PACKAGES = {"memcached": "memcached", "redis-server": "redis-server",
 # Searched after PATH: Debian installs nutcracker in /usr/sbin, not on a user's PATH.
 _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _SCHEMES = {"memcached": "memcached", "redis": "redis", "redis-cluster": "redis+cluster"}
+_TLS_SCHEMES = {"memcached": "memcached+tls", "redis": "rediss", "redis-cluster": "rediss+cluster"}
 # One request per wire protocol and the start of the reply that proves the server works.
 # RESP arrays rather than inline commands: nutcracker only parses the former.
-_PROBES = {"memcached": (b"version\r\n", b"VERSION "),
-           "redis": (b"*1\r\n$4\r\nPING\r\n", b"+PONG")}
+# A Redis with a password answers NOAUTH: it is up all the same.
+_PROBES = {"memcached": (b"version\r\n", (b"VERSION ",)),
+           "redis": (b"*1\r\n$4\r\nPING\r\n", (b"+PONG", b"-NOAUTH"))}
 _CLUSTER_INFO = b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n"
+_INFO_REPLICATION = b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n"
 _PORT_IN_USE = "Address already in use"
 
 
@@ -225,6 +230,24 @@ def _stop_pids(binaries: dict[int, str], timeout: float) -> dict[int, str]:
 
 # --------------------------------------------------------------------------- servers
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's TLS files (PEM paths). With `client_cert`, the server requires clients
+    to present a certificate signed by `ca`, and its URL carries that certificate."""
+
+    cert: str
+    key: str
+    ca: str
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @property
+    def query(self) -> str:
+        """The URL options a client needs to verify (and, if asked, authenticate to) it."""
+        client = f"&cert={self.client_cert}&key={self.client_key}" if self.client_cert else ""
+        return f"ca={self.ca}{client}"
+
+
 @dataclass
 class LocalServer:
     """One server process started here: enough to reach it, inspect it and stop it.
@@ -242,6 +265,8 @@ class LocalServer:
     argv: list[str]
     host: str = HOST
     stats_port: int | None = None  # nutcracker's JSON stats
+    tls_port: int | None = None    # a TLS listener beside the plain `port`
+    tls_query: str = ""            # what a client needs to verify it: ca=...[&cert=&key=]
 
     @property
     def address(self) -> str:
@@ -250,7 +275,9 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        """The target URL that reaches this server alone."""
+        """The target URL that reaches this server alone (over TLS when it has TLS)."""
+        if self.tls_port:
+            return f"{_TLS_SCHEMES[self.kind]}://{self.host}:{self.tls_port}?{self.tls_query}"
         return f"{_SCHEMES.get(self.kind, self.protocol)}://{self.address}"
 
     @property
@@ -294,6 +321,25 @@ class LocalServer:
     def stop(self) -> str:
         """Terminate the server if its pid still runs its program; see `_stop_pids`."""
         return stop_servers([self])[self.name]
+
+    def kill(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGKILL, as a crash: no shutdown, every connection reset. Returns once the
+        process is gone; a pid that no longer runs this program is left alone."""
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while pid_alive(self.pid):
+            if time.monotonic() > deadline:
+                raise TargetError(f"{self.name} (pid {self.pid}) survived SIGKILL")
+            time.sleep(0.005)
+
+    def restart(self, timeout: float = START_TIMEOUT_S) -> LocalServer:
+        """Kill the server if it runs, then start the same program on the same port(s):
+        memcached comes back empty, a Redis Cluster node rejoins with its nodes.conf.
+        Returns the server with its new pid."""
+        self.kill()
+        return _launch(replace(self, pid=0), timeout)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in state.json."""
@@ -376,29 +422,38 @@ def _on_free_port(port: int, start: Callable[[int], LocalServer]) -> LocalServer
 
 
 def start_memcached(port: int, workdir: str | Path, memory_mb: int = 64, threads: int = 2,
-                    name: str = "memcached") -> LocalServer:
-    """memcached on 127.0.0.1:`port` (0: a free port), log in `workdir`/`name`.log."""
+                    name: str = "memcached", tls: ServerTls | None = None) -> LocalServer:
+    """memcached on 127.0.0.1:`port` (0: a free port), log in `workdir`/`name`.log. With
+    `tls`, also a TLS listener (`-Z`) on a free port; `port` stays plain, for probes."""
     binary = find_binaries("memcached")["memcached"]
     log = Path(workdir).absolute() / f"{name}.log"
 
     def start(p: int) -> LocalServer:
         argv = [binary, "-l", HOST, "-p", str(p), "-U", "0", "-m", str(memory_mb),
                 "-t", str(threads)]
+        tls_port = free_port() if tls else None
+        if tls:
+            argv[1:5] = ["-Z", "-o", _memcached_tls_options(tls),
+                         "-l", f"{HOST}:{tls_port},notls:{HOST}:{p}"]
         if os.geteuid() == 0:  # memcached refuses to run as root without -u
             argv += ["-u", "root"]
         return _launch(LocalServer(name=name, kind="memcached", protocol="memcached", port=p,
-                                   pid=0, log=str(log), argv=argv))
+                                   pid=0, log=str(log), argv=argv, tls_port=tls_port,
+                                   tls_query=tls.query if tls else ""))
 
     return _on_free_port(port, start)
 
 
 def start_redis(port: int, workdir: str | Path, cluster: bool = False,
-                memory_mb: int | None = None, name: str = "redis") -> LocalServer:
+                memory_mb: int | None = None, name: str = "redis",
+                tls: ServerTls | None = None, config: Sequence[str] = ()) -> LocalServer:
     """redis-server on 127.0.0.1:`port` (0: a free port) without persistence.
 
     With `memory_mb` it evicts like a cache (allkeys-lru) instead of refusing writes. With
     `cluster` it is an empty cluster-enabled node (bus on its own free port); join nodes
-    with `start_redis_cluster`.
+    with `start_redis_cluster`. With `tls`, also a TLS listener on a free port (and a TLS
+    cluster bus). `config`: redis.conf lines such as `requirepass ...` or `user ...`,
+    written to `name`.conf so that no password shows in argv, ps or state.json.
     """
     binary = find_binaries("redis-server")["redis-server"]
     workdir = Path(workdir).absolute()
@@ -406,9 +461,13 @@ def start_redis(port: int, workdir: str | Path, cluster: bool = False,
     nodes_conf = workdir / f"{name}-nodes.conf"
 
     def start(p: int) -> LocalServer:
-        argv = [binary, "--port", str(p), "--bind", HOST, "--protected-mode", "no",
+        argv = [binary, *_redis_config_file(workdir / f"{name}.conf", config),
+                "--port", str(p), "--bind", HOST, "--protected-mode", "no",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--dir", str(workdir), "--logfile", str(log)]
+        tls_port = free_port() if tls else None
+        if tls:
+            argv += _redis_tls_arguments(tls, tls_port, cluster)
         if memory_mb:
             argv += ["--maxmemory", f"{memory_mb}mb", "--maxmemory-policy", "allkeys-lru"]
         if cluster:
@@ -416,9 +475,40 @@ def start_redis(port: int, workdir: str | Path, cluster: bool = False,
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(nodes_conf),
                      "--cluster-port", str(free_port()), "--cluster-node-timeout", "5000"]
         return _launch(LocalServer(name=name, kind="redis-cluster" if cluster else "redis",
-                                   protocol="redis", port=p, pid=0, log=str(log), argv=argv))
+                                   protocol="redis", port=p, pid=0, log=str(log), argv=argv,
+                                   tls_port=tls_port, tls_query=tls.query if tls else ""))
 
     return _on_free_port(port, start)
+
+
+def _memcached_tls_options(tls: ServerTls) -> str:
+    """memcached's `-o` TLS settings; with a client CA, a client certificate is required."""
+    options = f"ssl_chain_cert={tls.cert},ssl_key={tls.key}"
+    if tls.client_cert:
+        options += f",ssl_ca_cert={tls.ca},ssl_verify_mode=2"
+    return options
+
+
+def _redis_tls_arguments(tls: ServerTls, tls_port: int | None, cluster: bool) -> list[str]:
+    """redis-server's TLS flags: a TLS port beside the plain one, client certificates
+    required only when `tls` names one, and a TLS bus for a cluster node (so that the
+    cluster announces its TLS ports to TLS clients)."""
+    argv = ["--tls-port", str(tls_port), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key,
+            "--tls-ca-cert-file", tls.ca,
+            "--tls-auth-clients", "yes" if tls.client_cert else "optional"]
+    if cluster:
+        argv += ["--tls-cluster", "yes", "--tls-replication", "yes"]
+    return argv
+
+
+def _redis_config_file(path: Path, lines: Sequence[str]) -> list[str]:
+    """[path] after writing `lines` to it (owner-only: it may hold passwords); [] for none."""
+    if not lines:
+        return []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return [str(path)]
 
 
 def start_nutcracker(backends: Sequence[str], workdir: str | Path,
@@ -462,20 +552,26 @@ def start_memcached_pool(n_nodes: int, workdir: str | Path, memory_mb: int = 64,
     return ServerGroup(url="memcached://" + ",".join(nodes), nodes=nodes, servers=servers)
 
 
-def start_redis_cluster(n_masters: int, workdir: str | Path,
-                        memory_mb: int | None = None) -> ServerGroup:
-    """A Redis Cluster of `n_masters` masters (no replicas), returned once every node says
-    cluster_state:ok; url names one node, nodes all of them."""
+def start_redis_cluster(n_masters: int, workdir: str | Path, memory_mb: int | None = None,
+                        tls: ServerTls | None = None, replicas: int = 0) -> ServerGroup:
+    """A Redis Cluster of `n_masters` masters, each with `replicas` replicas (which take
+    over when their master dies), returned once every node says cluster_state:ok; url
+    names one node, nodes all of them (their TLS addresses with `tls`)."""
     _require_masters(n_masters)
     cli = find_binaries("redis-server", "redis-cli")["redis-cli"]
     with stopped_on_error([]) as servers:
-        for i in range(1, n_masters + 1):
+        for i in range(1, n_masters * (1 + replicas) + 1):
             servers.append(start_redis(0, workdir, cluster=True, memory_mb=memory_mb,
-                                       name=f"redis-cluster-{i}"))
-        _create_cluster(cli, servers)
+                                       name=f"redis-cluster-{i}", tls=tls))
+        _create_cluster(cli, servers, replicas)
         _wait_cluster_ok(servers, CLUSTER_TIMEOUT_S)
-    nodes = [server.address for server in servers]
-    return ServerGroup(url=f"redis+cluster://{nodes[0]}", nodes=nodes, servers=servers)
+        if replicas:
+            _wait_replicas_synced(servers, CLUSTER_TIMEOUT_S)
+    nodes = [f"{s.host}:{s.tls_port}" if s.tls_port else s.address for s in servers]
+    query = f"?{tls.query}" if tls else ""
+    scheme = _TLS_SCHEMES if tls else _SCHEMES
+    return ServerGroup(url=f"{scheme['redis-cluster']}://{nodes[0]}{query}", nodes=nodes,
+                       servers=servers)
 
 
 def _require_masters(n_masters: int) -> None:
@@ -485,10 +581,11 @@ def _require_masters(n_masters: int) -> None:
                          field="--redis-cluster-masters")
 
 
-def _create_cluster(cli: str, servers: Sequence[LocalServer]) -> None:
-    """Join empty cluster-enabled nodes and split the slots with `redis-cli --cluster create`."""
+def _create_cluster(cli: str, servers: Sequence[LocalServer], replicas: int = 0) -> None:
+    """Join empty cluster-enabled nodes and split the slots with `redis-cli --cluster create`
+    (over the plain ports; the first len/(1+replicas) nodes become the masters)."""
     argv = [cli, "--cluster", "create", *(s.address for s in servers),
-            "--cluster-replicas", "0", "--cluster-yes"]
+            "--cluster-replicas", str(replicas), "--cluster-yes"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=CLUSTER_TIMEOUT_S,
                               stdin=subprocess.DEVNULL, check=False)
@@ -519,6 +616,27 @@ def _wait_cluster_ok(servers: Sequence[LocalServer], timeout: float) -> None:
             return
         if time.monotonic() > deadline:
             raise TargetError(f"Redis Cluster not ok after {timeout:g}s: {states}")
+        time.sleep(0.05)
+
+
+def _replica_synced(server: LocalServer) -> bool:
+    """A master, or a replica whose link to its master is up (it has the data: a replica
+    that never synced refuses to take over, "disconnected from master for too long")."""
+    try:
+        reply = _ask(server.host, server.port, _INFO_REPLICATION,
+                     rb"role:master|master_link_status:\w+", PROBE_TIMEOUT_S)
+    except OSError:
+        return False
+    return b"role:master" in reply or b"master_link_status:up" in reply
+
+
+def _wait_replicas_synced(servers: Sequence[LocalServer], timeout: float) -> None:
+    """Wait until every replica has synced with its master, so that a master's death
+    right after the start is survived."""
+    deadline = time.monotonic() + timeout
+    while not all(_replica_synced(server) for server in servers):
+        if time.monotonic() > deadline:
+            raise TargetError(f"Redis Cluster replicas not in sync after {timeout:g}s")
         time.sleep(0.05)
 
 
@@ -578,12 +696,18 @@ class ClusterState:
 
 
 def cluster_up(state_dir: Path, memory_mb: int, memcached_nodes: int = 3,
-               redis_cluster_masters: int = 3) -> ClusterState:
+               redis_cluster_masters: int = 3, gutter_nodes: int = 0,
+               redis_cluster_replicas: int = 0) -> ClusterState:
     """Start the local fleet and record it: a memcached pool, a standalone Redis, a Redis
-    Cluster and nutcracker in front of the pool. All or nothing: on failure what was
+    Cluster (with replicas if asked) and nutcracker in front of the pool; with
+    `gutter_nodes`, a gutter pool too and `local:memcached-wmf`, the pool behind
+    mcrouter-style routing with the WMF preset. All or nothing: on failure what was
     started is stopped again."""
     if memcached_nodes < 1:
         raise InputError(f"expected at least 1, got {memcached_nodes}", field="--memcached-nodes")
+    for flag, count in (("--gutter", gutter_nodes), ("--replicas", redis_cluster_replicas)):
+        if count < 0:
+            raise InputError(f"expected 0 or more, got {count}", field=flag)
     _require_masters(redis_cluster_masters)
     find_binaries(*PACKAGES)
     state_dir = state_dir.absolute()
@@ -593,14 +717,22 @@ def cluster_up(state_dir: Path, memory_mb: int, memcached_nodes: int = 3,
         started += pool.servers
         redis = start_redis(0, state_dir, memory_mb=memory_mb)
         started.append(redis)
-        cluster = start_redis_cluster(redis_cluster_masters, state_dir, memory_mb)
+        cluster = start_redis_cluster(redis_cluster_masters, state_dir, memory_mb,
+                                      replicas=redis_cluster_replicas)
         started += cluster.servers
         proxy = start_nutcracker(pool.nodes, state_dir)
         started.append(proxy)
+        urls = {"memcached": pool.url, "redis": redis.url, "redis-cluster": cluster.url,
+                "nutcracker": proxy.url}
+        if gutter_nodes:
+            gutter = [start_memcached(0, state_dir, memory_mb, name=f"gutter-{i}")
+                      for i in range(1, gutter_nodes + 1)]
+            started += gutter
+            urls["memcached-wmf"] = (f"{pool.url}?preset=wmf&gutter="
+                                     + ",".join(server.address for server in gutter))
         state = ClusterState(state_dir=state_dir, servers=started,
                              started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             urls={"memcached": pool.url, "redis": redis.url,
-                                   "redis-cluster": cluster.url, "nutcracker": proxy.url})
+                             urls=urls)
         state.save()
     return state
 
@@ -626,26 +758,32 @@ def resolve_local(name: str, state_dir: str | Path | None = None) -> str:
     """The URL of `local:memcached|redis|redis-cluster|nutcracker` from the state file."""
     state_dir = state_dir or state_dir_default()
     key = name.removeprefix("local:")
-    if key not in LOCAL_TARGETS:
-        known = ", ".join(f"local:{t}" for t in LOCAL_TARGETS)
+    if key not in LOCAL_TARGETS + GUTTER_TARGETS:
+        known = ", ".join(f"local:{t}" for t in LOCAL_TARGETS + GUTTER_TARGETS)
         raise InputError(f"unknown local target {name!r}; expected one of {known}",
                          field="--target")
     state = ClusterState.load(Path(state_dir))
     if state is None:
         raise InputError(_not_running(Path(state_dir)), field="--target")
+    if key not in state.urls:   # memcached-wmf: only with a gutter pool
+        raise InputError(f"{name} needs a gutter pool: `bench cluster down`, then "
+                         "`bench cluster up --gutter 1`", field="--target")
     return state.urls[key]
 
 
 def ensure_up(state_dir: Path, memory_mb: int, memcached_nodes: int = 3,
-              redis_cluster_masters: int = 3) -> tuple[ClusterState, str]:
+              redis_cluster_masters: int = 3, gutter_nodes: int = 0,
+              redis_cluster_replicas: int = 0) -> tuple[ClusterState, str]:
     """The recorded fleet when every server answers, else a fresh one (what is left of a
-    stale one stopped first); with how: "already running", "started" or "restarted"."""
+    stale one stopped first); with how: "already running", "started" or "restarted".
+    `gutter_nodes` and `redis_cluster_replicas` as for `cluster_up`."""
     state = ClusterState.load(state_dir)
     if state is not None and all(server.health() == "answering" for server in state.servers):
         return state, "already running"
     if state is not None:
         cluster_down(state_dir)
-    fresh = cluster_up(state_dir, memory_mb, memcached_nodes, redis_cluster_masters)
+    fresh = cluster_up(state_dir, memory_mb, memcached_nodes, redis_cluster_masters,
+                       gutter_nodes, redis_cluster_replicas)
     return fresh, "started" if state is None else "restarted"
 
 

@@ -130,7 +130,7 @@ def cluster_up(args: Namespace) -> int:
 
     state_dir = _state_dir(args)
     state, how = cluster.ensure_up(state_dir, _memory_mb(args.memory), args.memcached_nodes,
-                                   args.redis_cluster_masters)
+                                   args.redis_cluster_masters, args.gutter, args.replicas)
     if how == "restarted" and not args.json:
         print(f"stale cluster state in {state_dir}: stopped what was left, started afresh")
     cluster_view.print_state(state, args.json, "started" if how == "restarted" else how)

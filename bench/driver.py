@@ -24,8 +24,9 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from bench import __version__, cluster
+from bench import __version__, cluster, faults
 from bench.analysis import runs as analyze
 from bench.analysis.runs import RunData
 from bench.analysis.summary import Summary
@@ -37,6 +38,7 @@ from bench.scenario.model import Scenario
 from bench.scenario.slo import SloSpec, load_slo
 from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
                            unsupported_ops)
+from bench.targets.base import redact_raw
 from bench.vocabulary import entry_op
 from bench.workload.ops import Workload
 
@@ -196,20 +198,30 @@ def prefill(info: TargetInfo, workload: Workload, quiet: bool) -> int:
 
 def run_info(scenario: Scenario, plan: LoadPlan, info: TargetInfo, slo: SloSpec | None,
              versions: dict[str, str], processes: int | None) -> rundir.RunInfo:
-    """What ran, for run.json; the master's RunWriter adds the interval, status and times."""
+    """What ran, for run.json; the master's RunWriter adds the interval, status and times.
+    No password in it: the target URL is redacted, in argv and the scenario's too."""
     return rundir.RunInfo(
         harness={"name": "cachebench", "version": __version__},
         scenario=rundir.RunScenario(name=scenario.name, file=str(scenario.source or ""),
-                                    seed=plan.seed, resolved=scenario.to_json()),
-        target=rundir.RunTarget(url=info.redacted, kind=info.kind, nodes=list(info.nodes)),
+                                    seed=plan.seed, resolved=_redacted_scenario(scenario)),
+        target=rundir.RunTarget(url=info.redacted, kind=info.kind, nodes=list(info.nodes),
+                                tls=info.tls, options=info.options),
         load={**dataclasses.asdict(plan), "processes": processes or 1},
         slo=slo.to_data() if slo is not None else None,
         versions={"python": platform.python_version(), **_package_versions(),
                   "servers": versions},
         host={"hostname": socket.gethostname(), "platform": platform.platform(),
               "cpus": os.cpu_count()},
-        argv=sys.argv,
+        argv=[redact_raw(arg) for arg in sys.argv],   # a --target may carry a password
     )
+
+
+def _redacted_scenario(scenario: Scenario) -> dict[str, Any]:
+    """The resolved scenario for run.json, its `target:` URL without a password."""
+    resolved = scenario.to_json()
+    if resolved.get("target"):
+        resolved["target"] = redact_raw(resolved["target"])
+    return resolved
 
 
 def _package_versions() -> dict[str, str | None]:
@@ -318,6 +330,8 @@ def drive(scenario: Scenario, slo: SloSpec | None, options: RunOptions) -> Path:
     url = resolve_target_url(options.target, scenario)
     info = parse_target(url)
     check_ops_supported(scenario, info)
+    planned, fault_servers = faults.plan(scenario.faults, info, cluster.state_dir_default(),
+                                         plan.duration_s, scenario.source)
     versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=options.out)
     workload = Workload(scenario, plan.seed)
@@ -332,7 +346,14 @@ def drive(scenario: Scenario, slo: SloSpec | None, options: RunOptions) -> Path:
               f"(bench worker --master-host <this host>)")
     if options.ui:
         print(f"Locust web UI: http://127.0.0.1:{options.web_port} (Ctrl-C to end)")
-    rc = wait_for_locust(proc, run_dir, plan, options.quiet or options.ui)
+    injector = faults.Injector(planned, fault_servers, run_dir,
+                               cluster.state_dir_default()).start()
+    try:
+        rc = wait_for_locust(proc, run_dir, plan, options.quiet or options.ui)
+    finally:
+        windows = injector.stop()   # never leaves a server stalled
+    if planned and (run_dir / rundir.RUN_JSON).exists():
+        rundir.RunWriter.record_faults(run_dir, windows)
     check_finished(run_dir, rc)
     return run_dir
 

@@ -207,6 +207,24 @@ def test_stale_state_is_replaced(fleet_dir, capsys):
     assert _cli("down", "--state-dir", state_dir) == 0
 
 
+def test_up_with_a_gutter_pool(fleet_dir):
+    """`bench cluster up --gutter N`: N more memcached nodes and local:memcached-wmf, the
+    pool behind mcrouter-style routing with them as its gutter; without it, that target
+    says how to get one."""
+    assert _cli("up", "--state-dir", str(fleet_dir), "--memcached-nodes", "1",
+                "--memory", "16MiB") == 0
+    with pytest.raises(InputError, match="bench cluster up --gutter 1"):
+        cluster.resolve_local("local:memcached-wmf", fleet_dir)
+    assert _cli("down", "--state-dir", str(fleet_dir)) == 0
+    assert _cli("up", "--state-dir", str(fleet_dir), "--memcached-nodes", "1",
+                "--memory", "16MiB", "--gutter", "1") == 0
+    state = cluster.ClusterState.load(fleet_dir)
+    gutter, = [server for server in state.servers if server.name.startswith("gutter-")]
+    assert gutter.health() == "answering"
+    assert cluster.resolve_local("local:memcached-wmf", fleet_dir) == \
+        f"{state.urls['memcached']}?preset=wmf&gutter={gutter.address}"
+
+
 def test_down_leaves_a_reused_pid_alone(tmp_path):
     stranger = subprocess.Popen(["sleep", "60"])
     try:
@@ -264,6 +282,8 @@ def test_missing_binaries_name_the_packages(tmp_path, monkeypatch, capsys):
     (["--memory", "10KiB"], "--memory"),
     (["--redis-cluster-masters", "2"], "--redis-cluster-masters"),
     (["--memcached-nodes", "0"], "--memcached-nodes"),
+    (["--gutter", "-1"], "--gutter"),
+    (["--replicas", "-1"], "--replicas"),
 ])
 def test_bad_up_flags_exit_2(tmp_path, capsys, argv, field):
     assert _cli("up", "--state-dir", str(tmp_path), *argv) == 2

@@ -5,20 +5,22 @@ run.json records the interval length the run was recorded with."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bench.analysis.runs import load_runs, read_summary, summarize, write_summary
-from bench.analysis.summary import Summary
+from bench.analysis.summary import PoolFigures, Summary
 from bench.cli import main
 from bench.errors import InputError
 from bench.loadgen.runconfig import LoadPlan, RunConfig
 from bench.results.recorder import INTERVAL_S, Recorder
-from bench.results.rundir import (RUN_JSON, SUMMARY_JSON, MeasuredWindow, RunInfo,
-                                  RunScenario, RunTarget, RunWriter, read_run, read_run_info)
+from bench.results.rundir import (RUN_JSON, SUMMARY_JSON, FaultWindow, MeasuredWindow,
+                                  RunInfo, RunScenario, RunTarget, RunWriter, read_run,
+                                  read_run_info)
 from bench.scenario.slo import parse_slo
-from helpers_rundir import START, make_run_dir
+from helpers_rundir import START, make_run_dir, run_info
 
 BASELINES = Path(__file__).resolve().parents[1] / "results" / "baselines"
 SLO = {"objectives": [{"ops": ["get"], "percentile": "90%", "under": "1ms"}],
@@ -145,3 +147,65 @@ def test_one_interval_length_from_config_to_recorder() -> None:
                        timeout_s=1.0, run_info=description)
     assert config.interval_s == INTERVAL_S == Recorder().interval_s
     assert RunConfig.from_json(config.to_json()) == config
+
+
+def test_writer_records_measure_from_at_once_and_the_faults_after_the_run(tmp_path: Path) -> None:
+    """measure_from is in the first run.json (bench.faults times the faults by it); the
+    fault windows are added once the run finished, the rest of run.json kept."""
+    with RunWriter(tmp_path, RunInfo(argv=["bench", "run"]), START,
+                   measure_from=START + 2) as writer:
+        assert json.loads((tmp_path / RUN_JSON).read_text())["measure_from"] == START + 2
+        writer.finish("completed", ended=START + 5)
+    finished = read_run_info(tmp_path)
+    assert finished.measure_from == START + 2 and finished.faults is None
+    kill = FaultWindow(kind="kill", node=2, address="127.0.0.1:2", at_s=1.0,
+                       start=START + 3, end=START + 4)
+    failed = FaultWindow(kind="stall", node=1, address="127.0.0.1:1", at_s=2.0,
+                         start=START + 4, end=START + 4, error="TargetError: gone")
+    RunWriter.record_faults(tmp_path, [kill, failed])
+    info = read_run_info(tmp_path)
+    assert info.faults == [kill, failed] and replace(info, faults=None) == finished
+    assert json.loads((tmp_path / RUN_JSON).read_text())["faults"] == [
+        {"kind": "kill", "node": 2, "address": "127.0.0.1:2", "at_s": 1.0,
+         "from": START + 3, "to": START + 4},
+        {"kind": "stall", "node": 1, "address": "127.0.0.1:1", "at_s": 2.0,
+         "from": START + 4, "to": START + 4, "error": "TargetError: gone"}]
+
+
+def test_phases_and_gutter_read_back_equal(tmp_path: Path) -> None:
+    """A run with a fault and a gutter pool: summary.json `phases` and `gutter` in the
+    feature's shape, read back to equal records; a plain run has neither key."""
+    main_node, gutter_node = "127.0.0.1:11211", "127.0.0.1:11212"
+    stats = ({main_node: {"get_hits": 0, "get_misses": 0},
+              gutter_node: {"get_hits": 0, "get_misses": 0}},
+             {main_node: {"get_hits": 50, "get_misses": 10},
+              gutter_node: {"get_hits": 6, "get_misses": 2}})
+    run_dir = make_run_dir(tmp_path, {"get": [[100] * 10, [5000] * 10, [100] * 10]},
+                           counters={"get": [{"hits": 8, "misses": 2},
+                                             {"hits": 5, "misses": 3, "errors": {"timeout": 2}},
+                                             {"hits": 8, "misses": 2}]},
+                           server_stats=stats)
+    stall = FaultWindow(kind="stall", node=1, address=main_node, at_s=1.0,
+                        start=START + 1, end=START + 2)
+    target = {**run_info(None)["target"], "tls": False, "options": {"gutter": [gutter_node]}}
+    _rewrite(run_dir / RUN_JSON, target=target, faults=[stall.to_json()])
+    summary = summarize(load_runs([run_dir]), None)
+    assert summary.phases is not None and summary.gutter is not None
+    assert summary.phases.windows == [stall]
+    assert summary.phases.before is not None and summary.phases.before.errors == 0
+    assert summary.phases.during is not None and summary.phases.during.errors_by_kind["timeout"] == 2
+    assert summary.phases.after is not None and summary.phases.after.hit_ratio == 0.8
+    assert summary.phases.timing.first_error_s == 0.0
+    assert summary.gutter.gutter == PoolFigures(hits=6, misses=2, hit_ratio=0.75)
+    write_summary(run_dir, summary)
+    written = json.loads((run_dir / SUMMARY_JSON).read_text())
+    assert list(written["phases"]) == ["windows", "before", "during", "after", "timing"]
+    assert written["phases"]["windows"][0]["from"] == START + 1
+    assert list(written["phases"]["timing"]) == ["first_error_s", "tko_s", "p99_recovered_s",
+                                                 "hit_ratio_recovered_s"]
+    assert written["gutter"] == {"gutter": {"hits": 6, "misses": 2, "hit_ratio": 0.75},
+                                 "main": {"hits": 50, "misses": 10, "hit_ratio": 50 / 60}}
+    assert written["target"]["options"] == {"gutter": [gutter_node]}
+    assert read_summary(run_dir) == summary
+    plain = summarize(load_runs([_run(tmp_path / "plain")]), None).to_json()
+    assert "phases" not in plain and "gutter" not in plain

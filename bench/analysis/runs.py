@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from bench.analysis.phases import phase_figures
+from bench.analysis.routing import gutter_figures
 from bench.analysis.summary import SUMMARY_FORMATS, OpSummary, Summary
 from bench.analysis.verdicts import evaluate
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
@@ -302,7 +304,8 @@ def _op_summary(run: RunData, ops: list[str], hit_ops: list[str] | None = None) 
 
 def summarize(run: RunData, slo: SloSpec | None) -> Summary:
     """summary.json: what ran, from run.json (several directories: earliest start, latest
-    end), per op, total, SLO verdict (or None)."""
+    end), per op, total, SLO verdict (or None); before / during / after a run's faults
+    and what a gutter pool served, for runs that have them."""
     first = run.runs[0]
     started = [r.started for r in run.runs if r.started]
     ended = [r.ended for r in run.runs if r.ended]
@@ -316,6 +319,8 @@ def summarize(run: RunData, slo: SloSpec | None) -> Summary:
         ops={op: _op_summary(run, [op]) for op in run.ops},
         total=_op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS]),
         slo=evaluate(slo, run) if slo is not None else None,
+        phases=phase_figures(run),
+        gutter=gutter_figures(run.runs, run.server_stats),
     )
 
 

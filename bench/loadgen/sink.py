@@ -49,7 +49,9 @@ class RunSink:
             gevent.spawn_later(max(0.0, measure_from - time.time()), self._snapshot_before)
         else:  # before the first op: the deltas then cover exactly the measured ops
             self._snapshot_before()
-        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time(), cfg.interval_s)
+        # Known from the start (`measured` only at the end): `bench run` times faults by it.
+        self.writer = rundir.RunWriter(cfg.run_dir, cfg.run_info, time.time(), cfg.interval_s,
+                                       measure_from=measure_from)
         self.measured_from = measure_from
         self.pending: dict[float, tuple[Interval, set[str]]] = {}
         self.done: set[str] = set()

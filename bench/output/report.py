@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from bench.analysis.phases import PHASES, fault_windows
 from bench.analysis.runs import RunData
 from bench.analysis.summary import Summary
 from bench.analysis.verdicts import Verdict, describe_windows, failures
@@ -119,6 +120,17 @@ def _seconds(run: RunData) -> np.ndarray:
     return starts - starts.min() if len(starts) else starts
 
 
+def _shade_faults(ax: Any, run: RunData) -> None:
+    """Each fault window of the run as a shaded band on a time plot."""
+    if not len(run.interval_starts):
+        return
+    origin = float(run.interval_starts.min())
+    for n, window in enumerate(fault_windows(run)):
+        end = window.end if window.end is not None else window.start
+        ax.axvspan(window.start - origin, end - origin, color="tab:red", alpha=0.12,
+                   label="fault" if n == 0 else None)
+
+
 def plot_latency_over_time(run: RunData) -> Figure:
     """p50/p99/p99.9/max per interval, one small panel per op."""
     ops = [op for op in run.ops if op in run.latency]
@@ -133,6 +145,7 @@ def plot_latency_over_time(run: RunData) -> Figure:
             ax.plot(x, values[:, column], label=label, linewidth=1)
         ax.set_title(op, fontsize=9)
         _ms_axis(ax)
+        _shade_faults(ax, run)
     for ax in axes[len(ops):]:
         ax.set_visible(False)
     _legend(axes[0], fontsize=7, ncol=4)
@@ -160,6 +173,8 @@ def plot_throughput(run: RunData) -> Figure:
     bottom.set_ylabel("hit ratio %")
     bottom.set_xlabel("seconds since start")
     bottom.grid(True, alpha=0.3)
+    _shade_faults(top, run)
+    _shade_faults(bottom, run)
     return fig
 
 
@@ -172,6 +187,7 @@ def plot_errors(run: RunData) -> Figure:
         ax.plot(x, run.counter(f"errors_{kind}"), label=kind, linewidth=1)
     ax.set_ylabel("errors per interval")
     ax.set_xlabel("seconds since start")
+    _shade_faults(ax, run)
     _legend(ax, fontsize=8, ncol=4)
     ax.grid(True, alpha=0.3)
     return fig
@@ -323,6 +339,37 @@ def _node_rows(node: str, before: dict[str, Any], after: dict[str, Any]) -> list
     return rows
 
 
+def faults_html(summary: Summary) -> str:
+    """The fault windows, the figures before / during / after them and the recovery
+    times; what the gutter pool served. Empty for a run without faults or gutter."""
+    parts = []
+    phases = summary.phases
+    if phases:
+        start = min(w.start for w in phases.windows)
+        windows = [[w.kind, w.node, w.address, f"+{w.start - start:.1f} s",
+                    "-" if w.end is None else f"{w.end - w.start:.1f} s",
+                    w.error or ""] for w in phases.windows]
+        parts.append(_table(["fault", "node", "address", "from", "lasted", "error"], windows))
+        rows = [[name, f"{p.duration_s:.0f} s", format_whole(p.count),
+                 format_whole(p.errors),
+                 ", ".join(f"{k} {n}" for k, n in p.errors_by_kind.items() if n) or "-",
+                 format_percent(p.hit_ratio, 1), format_ms(p.latency_us["p50"]),
+                 format_ms(p.latency_us["p99"]), format_ms(p.latency_us["max"])]
+                for name in PHASES if (p := phases.phase(name)) is not None]
+        parts.append(_table(["phase", "time", "ops", "errors", "by kind", "hit ratio",
+                             "p50 ms", "p99 ms", "max ms"], rows))
+        timing = ", ".join(f"{name.removesuffix('_s').replace('_', ' ')}: "
+                           f"{'never' if value is None else f'+{value:.1f} s'}"
+                           for name, value in phases.timing.items())
+        parts.append(f"<p>From the first fault's start: {_e(timing)}.</p>")
+    gutter = summary.gutter
+    if gutter:
+        parts.append(_table(["pool", "hits", "misses", "hit ratio"],
+                            [[pool, format_whole(g.hits), format_whole(g.misses),
+                              format_percent(g.hit_ratio, 1)] for pool, g in gutter.pools()]))
+    return f"<h2>Faults and failover</h2>{''.join(parts)}" if parts else ""
+
+
 def what_ran_html(run: RunData) -> str:
     """Scenario, target, load, versions, host, command line, times, status."""
     info = run.runs[0]
@@ -388,7 +435,7 @@ def render(run: RunData, summary: Summary, out: Path) -> list[Path]:
             f"<h1>{_e(title)}</h1>{verdict_html(summary)}"
             f"<h2>Per operation</h2>{ops_html(summary)}"
             f"{sections['spectrum']}{sections['latency-over-time']}{sections['throughput']}"
-            f"{sections['errors'] or errors_text}"
+            f"{sections['errors'] or errors_text}{faults_html(summary)}"
             f"<h2>Servers</h2>{server_html(run.server_stats)}{sections['node-load']}"
             f"<h2>What ran</h2>{what_ran_html(run)}</body></html>\n")
     out.write_text(page, encoding="utf-8")

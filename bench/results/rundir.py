@@ -213,6 +213,8 @@ class RunTarget(_Description):
     url: str | None = None
     kind: str | None = None
     nodes: list[str] | None = None
+    tls: bool | None = None  # memcached+tls://, rediss://, rediss+cluster://
+    options: dict[str, Any] | None = None  # the URL's options, parsed (a preset's filled in)
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,32 @@ class MeasuredWindow(JsonRecord):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         return cls(float(data["from"]), float(data["to"]))
+
+
+@dataclass(frozen=True)
+class FaultWindow(JsonRecord):
+    """run.json `faults`: one fault of the scenario as it happened (bench.faults), in
+    epoch seconds; `end` is when it was over (a kill: when the node came back, or the
+    run's end), `error` why the fault could not be injected."""
+
+    kind: str  # stall | kill | restart | delay
+    node: int  # position in the target, 1 = first
+    address: str
+    at_s: float  # as the scenario asked: seconds after measure_from
+    start: float
+    end: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "node": self.node, "address": self.address,
+                "at_s": self.at_s, "from": self.start, "to": self.end,
+                **({"error": self.error} if self.error else {})}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(kind=data["kind"], node=int(data["node"]), address=data["address"],
+                   at_s=float(data["at_s"]), start=float(data["from"]),
+                   end=optional(float, data.get("to")), error=data.get("error"))
 
 
 @dataclass(frozen=True)
@@ -254,6 +282,10 @@ class RunInfo(JsonRecord):
     completed: bool = False
     measured: MeasuredWindow | None = None
     reason: str | None = None  # why a run did not complete
+    #: Epoch seconds at which the measured window is due to start, known from the
+    #: start (`measured` only at the end): `bench run` times a scenario's faults by it.
+    measure_from: float | None = None
+    faults: list[FaultWindow] | None = None  # a scenario with faults: as they happened
 
     def to_json(self) -> dict[str, Any]:
         """The run.json object, `format` first."""
@@ -262,20 +294,26 @@ class RunInfo(JsonRecord):
                      "target": optional(RunTarget.to_json, self.target), "load": self.load,
                      "slo": self.slo, "versions": self.versions, "host": self.host,
                      "argv": self.argv}
+        faults = None if self.faults is None else [w.to_json() for w in self.faults]
         return {"format": RUN_FORMATS[-1], **_present(described),
                 "interval_s": self.interval_s, "started": self.started, "ended": self.ended,
                 "status": self.status, "completed": self.completed,
                 **_present({"measured": optional(MeasuredWindow.to_json, self.measured),
-                            "reason": self.reason})}
+                            "reason": self.reason, "measure_from": self.measure_from,
+                            "faults": faults})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         """From a run.json object whose format was checked (`read_run_info`)."""
+        faults = data.get("faults")
         return cls.from_fields(data,
                                scenario=optional(RunScenario.from_json, data.get("scenario")),
                                target=optional(RunTarget.from_json, data.get("target")),
                                measured=optional(MeasuredWindow.from_json,
-                                                 data.get("measured")))
+                                                 data.get("measured")),
+                               measure_from=optional(float, data.get("measure_from")),
+                               faults=None if faults is None
+                               else [FaultWindow.from_json(w) for w in faults])
 
 
 class RunWriter:
@@ -283,7 +321,8 @@ class RunWriter:
 
     It owns run.json: the caller describes the run (a `RunInfo` without status), the
     writer stamps what only it knows (format, interval length, start, end, status,
-    measured window) and rewrites the file; nobody else edits it.
+    measured window, measure_from) and rewrites the file; nobody else edits it. The one
+    thing it learns after the Locust side has finished is written by `record_faults`.
 
     Leaving the `with` block by an exception finishes the run as "aborted" for a
     TargetError (target lost) and "interrupted" for anything else (Ctrl-C included),
@@ -292,14 +331,16 @@ class RunWriter:
     """
 
     def __init__(self, path: str | Path, info: RunInfo, start_time: float,
-                 interval_s: float = INTERVAL_S) -> None:
+                 interval_s: float = INTERVAL_S, measure_from: float | None = None) -> None:
         """`info` describes the run (scenario, target, load...); `interval_s` is the
-        interval length the recorders use, recorded in run.json and the hlog grid."""
+        interval length the recorders use, recorded in run.json and the hlog grid;
+        `measure_from` when the measured window is due to start (epoch seconds), in the
+        first run.json already, for whoever times things by it (bench.faults)."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.info = replace(info, interval_s=float(interval_s), started=iso_utc(start_time),
                             ended=None, status="running", completed=False, measured=None,
-                            reason=None)
+                            reason=None, measure_from=measure_from, faults=None)
         _write_json_atomically(self.path / RUN_JSON, self.info.to_json())
         self._hlog_file = open(self.path / LATENCY_HLOG, "w", encoding="utf-8")
         # The log's time axis starts on the interval grid at or before the run start, so
@@ -349,6 +390,15 @@ class RunWriter:
                             reason=reason or None)
         _write_json_atomically(self.path / RUN_JSON, self.info.to_json())
         self.finished = True
+
+    @staticmethod
+    def record_faults(path: str | Path, windows: list[FaultWindow]) -> None:
+        """run.json `faults` of a finished run: the fault windows `bench run` observed
+        while the Locust side wrote the run (so they come after its `finish`, from
+        another process); the rest of run.json is kept as it is."""
+        run_json = Path(path) / RUN_JSON
+        info = read_versioned(run_json, RUN_FORMATS, RunInfo)
+        _write_json_atomically(run_json, replace(info, faults=list(windows)).to_json())
 
     def __enter__(self) -> RunWriter:
         return self

@@ -24,6 +24,8 @@ examples, each saying what it models and where its numbers come from)::
     load: {mode: open, rate: 20k/s, arrival: poisson, users: 32, think: 0s,
            duration: 60s, warmup: 10s, prefill: true}       # closed: users + think
     slo: {objectives: [...], errors: {max: 0.1%}}           # bench.scenario.slo's format
+    faults:                        # only against servers `bench cluster up` started
+      - {kind: stall, node: 2, at: 10s, duration: 5s}       # kill, restart (no duration)
     keyspaces:
       - name: objects
         weight: 97%                # share of all ops (relative to the other spaces)
@@ -740,6 +742,33 @@ class Load(StrictModel):
         return self
 
 
+class Fault(StrictModel):
+    """A fault injected into one server of the local cluster (`bench cluster up`) during
+    the run; `at` counts from the start of the measured window (bench.faults runs it).
+
+    stall: SIGSTOP, SIGCONT after `duration`; kill: SIGKILL (down for the rest of the
+    run, unless a later restart); restart: kill if running, start again on the same
+    port with an empty cache; delay: `delay` added to every request for `duration`,
+    through a loopback proxy in front of the node.
+    """
+
+    kind: Literal["stall", "kill", "restart", "delay"]
+    node: int = Field(ge=1, description="the node's position in the target, 1 = first")
+    at: Duration = 0.0
+    duration: Duration | None = None
+    delay: Duration | None = None
+
+    @model_validator(mode="after")
+    def _durations(self) -> Fault:
+        if self.kind in ("stall", "delay") and not self.duration:
+            raise ValueError(f"a {self.kind} needs a duration > 0, e.g. 5s")
+        if self.kind not in ("stall", "delay") and self.duration is not None:
+            raise ValueError(f"a {self.kind} takes no duration (it is instantaneous)")
+        if (self.kind == "delay") != (self.delay is not None):
+            raise ValueError("delay (the added latency, e.g. 50ms) is for kind: delay only")
+        return self
+
+
 class Scenario(StrictModel):
     """A validated scenario; `keyspaces` are weighted against each other."""
 
@@ -754,6 +783,7 @@ class Scenario(StrictModel):
         lambda value, info: _parse_slo(value, (info.context or {}).get("file")),
         json_schema_input_type=SloSpec | None)] = None
     keyspaces: list[KeySpace] = Field(min_length=1)
+    faults: list[Fault] = []
 
     _file: str | None = PrivateAttr(default=None)
 

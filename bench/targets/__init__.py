@@ -7,12 +7,14 @@ by the URL. A proxy (twemproxy/nutcracker) is just `memcached://proxy:port` or
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bench.targets import memcached, redis
+from bench.targets import memcached, redis, routing
 from bench.targets.base import Target, TargetInfo, UnsupportedOperation, parse_target
+from bench.targets.tls import client_context
 from bench.vocabulary import ERROR_CLIENT, ERROR_CONNECTION, ERROR_OTHER, ERROR_TIMEOUT
 
 __all__ = ["Target", "TargetInfo", "UnsupportedOperation", "error_kind", "open_target",
@@ -28,8 +30,10 @@ def open_target(info: TargetInfo, timeout: float = DEFAULT_TIMEOUT) -> Target:
     here: connection problems surface, classified, on the first call. A `?timeout=`
     in the URL is the most specific setting and wins over `timeout`."""
     seconds = info.options.get("timeout", timeout)
+    if info.kind == "memcached" and routing.wants_routing(info.options):
+        return routing.RoutedPool(info.nodes, info.options, seconds, _tls_context(info))
     if info.kind == "memcached":
-        return memcached.MemcachedTarget(info.nodes, seconds)
+        return memcached.MemcachedTarget(info.nodes, seconds, _tls_context(info))
     if info.kind == "redis":
         return redis.RedisTarget(info, seconds)
     return redis.RedisClusterTarget(info, seconds)
@@ -79,13 +83,21 @@ def _asker(info: TargetInfo, timeout: float, for_memcached: Callable[..., Any],
            for_redis: Callable[..., Any]) -> Callable[[str], Any]:
     """The per-node question for this kind of target, as a function of "host:port"."""
     if info.kind == "memcached":
-        return partial(for_memcached, timeout=timeout)
+        return partial(for_memcached, timeout=timeout, tls_context=_tls_context(info))
     return partial(for_redis, info, timeout=timeout)
 
 
+def _tls_context(info: TargetInfo) -> ssl.SSLContext | None:
+    """The verifying TLS context of a memcached+tls:// target (None without TLS)."""
+    return client_context(info.options) if info.tls else None
+
+
 def _nodes(info: TargetInfo, timeout: float) -> list[str]:
-    """The nodes whose counters make up the target: every master of a cluster."""
-    return redis.cluster_masters(info, timeout) if info.kind == "redis-cluster" else info.nodes
+    """The nodes whose counters make up the target: every master of a cluster, and a
+    memcached pool's gutter nodes (what they served is part of the run's counts)."""
+    if info.kind == "redis-cluster":
+        return redis.cluster_masters(info, timeout)
+    return [*info.nodes, *info.options.get("gutter", [])]
 
 
 def _per_node(nodes: list[str], ask: Callable[[str], Any],

@@ -1,6 +1,7 @@
 """Target URLs and the interface every protocol adapter implements.
 
-A target is named by one URL (`memcached://`, `redis://`, `redis+cluster://`); parsing it
+A target is named by one URL (`memcached://`, `redis://`, `redis+cluster://`, and over TLS
+`memcached+tls://`, `rediss://`, `rediss+cluster://`); parsing it
 here, once, means every later stage (driver, run.json, stats) sees the same validated
 nodes and never the password (`TargetInfo.redacted`, and `repr()` hides it too).
 """
@@ -9,23 +10,32 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from bench.errors import InputError
+from bench.targets.tls import TLS_OPTIONS
 from bench.units import parse_duration
 
-KINDS = {"memcached": "memcached", "redis": "redis", "redis+cluster": "redis-cluster"}
+KINDS = {"memcached": "memcached", "memcached+tls": "memcached", "redis": "redis",
+         "rediss": "redis", "redis+cluster": "redis-cluster", "rediss+cluster": "redis-cluster"}
+TLS_SCHEMES = frozenset({"memcached+tls", "rediss", "rediss+cluster"})
 EXPECTED = {
     "memcached": "memcached://host:port[,host:port...]",
     "redis": "redis://[user:password@]host:port[/db]",
     "redis-cluster": "redis+cluster://[user:password@]host:port[,host:port...]",
 }
-OPTIONS = {"timeout": "a duration > 0 such as 500ms or 2s"}
+_TLS_FORMS = "(over TLS: memcached+tls://, rediss://, rediss+cluster://)"
+#: mcrouter's settings at Wikimedia: 250 ms timeouts, TKO after 10 in a row, a probe of a
+#: TKO'd node every 60 s, failed-over writes kept at most 60 s in the gutter pool.
+PRESETS = {"wmf": {"timeout": 0.25, "tko": 10, "probe": 60.0, "gutter_ttl": 60.0}}
 
 _NODE = re.compile(r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})")
-_PASSWORD_IN_URL = re.compile(r"(://[^/@?]*?:)[^@]*@")
+_PASSWORD_IN_URL = re.compile(r"(://[^/@?]*?:).*@")   # to the last @, as parse_target reads it
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,8 @@ class TargetInfo:
     db: int = 0
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    options: dict[str, float] = field(default_factory=dict)   # {"timeout": seconds}
+    options: dict[str, Any] = field(default_factory=dict)   # {"timeout": seconds, ...}
+    tls: bool = False               # memcached+tls://, rediss://, rediss+cluster://
 
 
 #: Ops only some protocols have; a Target that has one overrides its method.
@@ -140,20 +151,21 @@ def parse_target(url: str) -> TargetInfo:
     scheme, sep, rest = url.strip().partition("://")
     kind = KINDS.get(scheme.lower()) if sep else None
     if kind is None:
-        raise _bad(url, " or ".join(EXPECTED.values()))
+        raise _bad(url, " or ".join(EXPECTED.values()) + " " + _TLS_FORMS)
     credentials, _, rest = rest.rpartition("@")
     rest, _, query = rest.partition("?")
     hosts, _, path = rest.partition("/")   # a trailing "/" alone is fine
     username, password = _credentials(url, kind, credentials)
     nodes = _nodes(url, kind, hosts)
     db = _db(url, kind, path) if path else 0
-    options = _options(url, kind, query)
+    tls = scheme.lower() in TLS_SCHEMES
+    options = _options(url, kind, tls, query)
     auth = ""
     if username or password:
         auth = quote(username or "", safe="") + (":***" if password else "") + "@"
     rest = ",".join(nodes) + (f"/{db}" if path else "") + (f"?{query}" if query else "")
     return TargetInfo(kind=kind, nodes=nodes, redacted=f"{scheme.lower()}://{auth}{rest}",
-                      db=db, username=username, password=password, options=options)
+                      db=db, username=username, password=password, options=options, tls=tls)
 
 
 def _bad(url: str, expected: str, problem: str = "") -> InputError:
@@ -197,20 +209,78 @@ def _db(url: str, kind: str, path: str) -> int:
     return int(path)
 
 
-def _options(url: str, kind: str, query: str) -> dict[str, float]:
-    """Known query options, parsed; unknown ones are refused so that typos are not ignored."""
+def _positive_duration(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("expected a duration > 0 such as 500ms or 2s")
+    return seconds
+
+
+def _count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _pem_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ValueError(f"no such file {value!r}")
+    return value
+
+
+def _host_name(value: str) -> str:
+    if not _NODE.fullmatch(value + ":1"):
+        raise ValueError(f"expected a host name, got {value!r}")
+    return value
+
+
+def _gutter(value: str) -> list[str]:
+    nodes = value.split(",")
+    if not all(_NODE.fullmatch(node) for node in nodes):
+        raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+    return nodes
+
+
+def _preset(value: str) -> str:
+    if value not in PRESETS:
+        raise ValueError(f"expected one of {', '.join(PRESETS)}, got {value!r}")
+    return value
+
+
+_ANY, _TLS, _MEMCACHED, _MEMCACHED_TLS = "any", "tls", "memcached", "memcached+tls"
+#: name -> (which targets take it, its parser); a parser raises ValueError with what it expected.
+OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "timeout": (_ANY, _positive_duration),
+    **{name: (_TLS, _pem_file) for name in TLS_OPTIONS if name != "sni"},
+    "sni": (_MEMCACHED_TLS, _host_name),  # redis-py always sends the URL's host
+    "preset": (_MEMCACHED, _preset),      # mcrouter-style routing (bench.targets.routing)
+    "tko": (_MEMCACHED, _count),
+    "probe": (_MEMCACHED, _positive_duration),
+    "gutter": (_MEMCACHED, _gutter),
+    "gutter_ttl": (_MEMCACHED, _positive_duration),
+}
+
+
+def _takes(kind: str, tls: bool, name: str) -> bool:
+    """Whether a target of this kind (over TLS or not) takes option `name`."""
+    return {_ANY: True, _TLS: tls, _MEMCACHED: kind == "memcached",
+            _MEMCACHED_TLS: tls and kind == "memcached"}[OPTIONS[name][0]]
+
+
+def _options(url: str, kind: str, tls: bool, query: str) -> dict[str, Any]:
+    """Known query options, parsed, a preset's values under the explicit ones; unknown
+    ones are refused so that typos are not ignored."""
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if query else []
     except ValueError:
         raise _bad(url, EXPECTED[kind], "query options are name=value joined by &") from None
-    options = {}
+    options: dict[str, Any] = {}
     for name, value in pairs:
-        if name not in OPTIONS:
-            raise _bad(url, EXPECTED[kind], f"unknown option {name!r}; known: {', '.join(OPTIONS)}")
+        if name not in OPTIONS or not _takes(kind, tls, name):
+            known = ", ".join(option for option in OPTIONS if _takes(kind, tls, option))
+            raise _bad(url, EXPECTED[kind], f"unknown option {name!r}; known: {known}")
         try:
-            options[name] = parse_duration(value)
+            options[name] = OPTIONS[name][1](value)
         except ValueError as exc:
             raise _bad(url, EXPECTED[kind], f"option {name}: {exc}") from None
-        if options[name] <= 0:
-            raise _bad(url, EXPECTED[kind], f"option {name}: expected {OPTIONS[name]}")
-    return options
+    return {**PRESETS.get(options.get("preset", ""), {}), **options}

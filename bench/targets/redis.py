@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from bench.targets.base import Target, TargetInfo, split_node
+from bench.targets.tls import redis_keywords
 from bench.vocabulary import ERROR_CLIENT, ERROR_CONNECTION, ERROR_SERVER, ERROR_TIMEOUT
 
 CLIENT_NAME = "cachebench"   # visible in CLIENT LIST, so operators can tell who is loading
@@ -50,10 +51,12 @@ def _px(ttl: float) -> tuple[str, int] | tuple[()]:
 
 def _client_options(info: TargetInfo, timeout: float) -> dict[str, Any]:
     """Connection settings shared by every client this module makes. RESP2, as
-    MediaWiki's phpredis speaks it and as proxies (twemproxy) understand it."""
+    MediaWiki's phpredis speaks it and as proxies (twemproxy) understand it; TLS for
+    rediss:// URLs."""
     return {"username": info.username, "password": info.password,
             "socket_timeout": timeout, "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0), "protocol": 2, "client_name": CLIENT_NAME}
+            "retry": Retry(NoBackoff(), 0), "protocol": 2, "client_name": CLIENT_NAME,
+            **(redis_keywords(info.options) if info.tls else {})}
 
 
 # Per node: does it close the connection on CLIENT SETNAME/SETINFO (a proxy such as
