@@ -13,6 +13,10 @@ every percentile. A difference counts as *real* when both
 A *regression* is a real increase larger than the tolerance (--tolerance, or the SLO
 file's `regression.tolerance`). The bootstrap uses a fixed seed, so the same two run
 directories always give the same verdict.
+
+No verdict is given on a side whose measurement is invalid (its load generator fell
+behind: bench.scenario.validity): compare says which side and exits 4, since a
+difference then may be the harness's, not the cache's.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from bench.analysis.runs import RunData, TagSeries, load_runs
-from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.analysis.runs import RunData, TagSeries, load_runs, validity, validity_spec
+from bench.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InputError
 from bench.results.histograms import Layout, percentiles_from_counts, segment_percentiles
+from bench.scenario.slo import load_slo
+from bench.scenario.validity import ADVICE
 from bench.units import parse_duration, parse_fraction
 
 STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
@@ -292,8 +298,6 @@ def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
 def tolerance_for(args: Any) -> Tolerance:
     """--tolerance; when not given, the --slo file's regression.tolerance, else 10%;
     --min-delta as the absolute floor."""
-    from bench.scenario.slo import load_slo
-
     try:
         min_delta_us = parse_duration(args.min_delta) * 1e6
     except ValueError as err:
@@ -325,10 +329,48 @@ def _with_data(path: str) -> RunData:
     return run
 
 
+def invalid_sides(runs: dict[str, tuple[str, RunData]], slo_file: str | None) -> list[str]:
+    """`<side> <dir> is INVALID (why)` for each side whose measurement is invalid, judged
+    by its own validity thresholds (and the --slo file's)."""
+    slo = load_slo(slo_file) if slo_file else None
+    found = []
+    for side, (path, run) in runs.items():
+        verdict = validity(run, validity_spec(run, slo))
+        if verdict and verdict["valid"] is False:
+            found.append(f"{side} {path} is INVALID ({'; '.join(verdict['reasons'])})")
+    return found
+
+
+def _refuse(args: Any, invalid: list[str]) -> int:
+    """No verdict on an invalid side: say which, in the terminal and the files asked for."""
+    message = (f"No regression verdict: {'; '.join(invalid)}. Its load generator fell "
+               f"behind, so a difference may be the harness's, not the cache's; {ADVICE}.")
+    print(message)
+    if args.markdown:
+        _write(args.markdown, f"### cachebench compare :warning:\n\n**{message}**\n")
+    if args.junit:
+        root = ElementTree.Element("testsuites", tests="1", failures="1")
+        suite = ElementTree.SubElement(root, "testsuite", name="cachebench.compare", tests="1",
+                                       failures="1", errors="0", skipped="0")
+        case = ElementTree.SubElement(suite, "testcase", classname="cachebench.compare",
+                                      name="validity")
+        ElementTree.SubElement(case, "failure", type="invalid", message=message)
+        ElementTree.indent(root)
+        _write(args.junit, '<?xml version="1.0" encoding="UTF-8"?>\n'
+               + ElementTree.tostring(root, "unicode") + "\n")
+    return EXIT_INVALID
+
+
 def command(args: Any) -> int:
-    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise."""
+    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise, 4 (no
+    verdict) when either side's measurement is invalid."""
     tolerance = tolerance_for(args)
-    rows = compare(_with_data(args.baseline), _with_data(args.candidate), tolerance)
+    baseline, candidate = _with_data(args.baseline), _with_data(args.candidate)
+    invalid = invalid_sides({"baseline": (args.baseline, baseline),
+                             "candidate": (args.candidate, candidate)}, args.slo)
+    if invalid:
+        return _refuse(args, invalid)
+    rows = compare(baseline, candidate, tolerance)
     print_table(rows, tolerance)
     if args.markdown:
         _write(args.markdown, to_markdown(rows, tolerance, (args.baseline, args.candidate)))

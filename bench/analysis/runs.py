@@ -8,6 +8,11 @@ vectorised numpy over those arrays, so analysing an hour takes seconds.
 
 Percentiles are always computed from merged counts, never averaged, by the hdrh-exact
 maths of `bench.results.histograms`.
+
+Every summary also says whether the run measured the cache at all (`validity`): the
+load generator's own figures per source (loadgen.csv, the `_lag:<source>` histograms)
+judged by `bench.scenario.validity`. Several run directories keep their sources apart
+(`<directory name>/<source>`), since each is a process of its own.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InputError
 from bench.results.histograms import (Layout, add_sparse, default_layout, latency_stats,
                                       layout_for, percentiles_from_counts, segment_percentiles,
                                       sparse_counts)
 from bench.results.hlog import read_hlog
-from bench.results.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
-                          TimelineRow, read_run)
+from bench.results.rundir import (ERROR_KINDS, LAG_PREFIX, LOADGEN_COLUMNS, SERVICE_SUFFIX,
+                                  SUMMARY_JSON, TIMELINE_COLUMNS, LoadgenRow, TimelineRow,
+                                  read_run)
 from bench.scenario.slo import LOOKUP_OPS, SloSpec, evaluate, load_slo, parse_slo
+from bench.scenario.validity import (ADVICE, SourceFigures, ValiditySpec, parse_validity,
+                                     reasons, resolve)
 
 
 # --- per-tag series of sparse interval histograms ----------------------------------------
@@ -96,6 +104,9 @@ class TagSeries:
 
 # The timeline columns that are counters (summed over ops, intervals and machines).
 COUNTER_COLUMNS = tuple(c for c in TIMELINE_COLUMNS if c not in ("start", "length", "op"))
+# The loadgen columns that are maxima (pieces of one source and interval take the larger).
+LOADGEN_MAXIMA = ("stall_max_us", "parked", "in_flight")
+LOADGEN_FIGURES = tuple(c for c in LOADGEN_COLUMNS if c not in ("start", "source"))
 
 
 @dataclass
@@ -114,6 +125,8 @@ class RunData:
     service: dict[str, TagSeries]
     counters: dict[str, dict[str, np.ndarray]]  # op -> timeline column -> per interval
     layout: Layout
+    lag: dict[str, TagSeries]  # source -> send-lag histograms
+    loadgen: dict[str, dict[str, float]]  # source -> loadgen column -> over all intervals
 
     @property
     def ops(self) -> list[str]:
@@ -170,6 +183,13 @@ class RunData:
             return None
         return float(percentiles_from_counts(counts, [fraction * 100], self.layout)[0])
 
+    def total_lag(self) -> np.ndarray:
+        """Dense send-lag counts of every source merged (zeros without any)."""
+        total = np.zeros(self.layout.counts_len, dtype=np.int64)
+        for series in self.lag.values():
+            total += series.total_counts()
+        return total
+
     def counter(self, name: str, ops: list[str] | None = None) -> np.ndarray:
         """Per interval sum of timeline column `name` over `ops` (default: all ops)."""
         total = np.zeros(self.n_intervals, dtype=np.int64)
@@ -188,10 +208,12 @@ class _Builder:
         self.hist: dict[str, dict[float, list[tuple[np.ndarray, np.ndarray]]]] = \
             defaultdict(lambda: defaultdict(list))
         self.rows: dict[str, dict[float, dict[str, int]]] = defaultdict(dict)
+        self.load: dict[str, dict[str, float]] = {}
         self.config: tuple[int, int, int] | None = None  # (lowest, highest, digits)
 
-    def add_hlog(self, path: Path) -> None:
-        """Decode every histogram of a log into sparse counts, grouped by tag and start."""
+    def add_hlog(self, path: Path, label: str | None = None) -> None:
+        """Decode every histogram of a log into sparse counts, grouped by tag and start;
+        a send-lag tag's source is put under `label` (see `_source`)."""
         for entry in read_hlog(path):
             if entry.tag is None:
                 raise InputError("histogram line without Tag=<op>", file=str(path))
@@ -199,8 +221,11 @@ class _Builder:
             idx, cnt = sparse_counts(entry.histogram)
             start = round(entry.start, 3)
             self.starts.setdefault(start, entry.length)
+            tag = entry.tag
+            if tag.startswith(LAG_PREFIX):
+                tag = LAG_PREFIX + _source(label, tag.removeprefix(LAG_PREFIX))
             if len(idx):
-                self.hist[entry.tag][start].append((idx, cnt))
+                self.hist[tag][start].append((idx, cnt))
 
     def _check_layout(self, histogram: HdrHistogram, path: Path) -> None:
         """All histograms must share one layout, else their counts cannot be added."""
@@ -221,6 +246,16 @@ class _Builder:
             for name in COUNTER_COLUMNS:
                 counters[name] += getattr(row, name)
 
+    def add_loadgen(self, rows: Iterable[LoadgenRow], label: str | None = None) -> None:
+        """Add loadgen rows up per source over all intervals (maxima: the largest)."""
+        for row in rows:
+            totals = self.load.setdefault(_source(label, row.source),
+                                          dict.fromkeys(LOADGEN_FIGURES, 0.0))
+            for name in LOADGEN_FIGURES:
+                value = float(getattr(row, name))
+                totals[name] = max(totals[name], value) if name in LOADGEN_MAXIMA \
+                    else totals[name] + value
+
     def finish(self, dirs: list[Path], runs: list[dict[str, Any]],
                stats: list[dict[str, Any]]) -> RunData:
         """Align everything on the sorted union of interval starts."""
@@ -234,11 +269,21 @@ class _Builder:
         return RunData(
             dirs=dirs, runs=runs, server_stats=stats, interval_starts=starts,
             interval_lengths=np.array([self.starts[s] for s in starts.tolist()]),
-            latency={t: s for t, s in series.items() if not t.endswith(SERVICE_SUFFIX)},
+            latency={t: s for t, s in series.items()
+                     if not t.endswith(SERVICE_SUFFIX) and not t.startswith(LAG_PREFIX)},
             service={t.removesuffix(SERVICE_SUFFIX): s for t, s in series.items()
                      if t.endswith(SERVICE_SUFFIX)},
             counters={op: _columns(rows, position, len(starts)) for op, rows in self.rows.items()},
-            layout=layout)
+            layout=layout,
+            lag={t.removeprefix(LAG_PREFIX): s for t, s in series.items()
+                 if t.startswith(LAG_PREFIX)},
+            loadgen=self.load)
+
+
+def _source(label: str | None, source: str) -> str:
+    """A source's name in merged data: `<label>/<source>` when several run directories
+    are merged (each directory's `local` is another process), else as written."""
+    return f"{label}/{source}" if label else source
 
 
 def _columns(rows: dict[float, dict[str, int]], position: dict[float, int],
@@ -258,8 +303,10 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
     builder = _Builder()
     files = [read_run(path) for path in paths]
     for run in files:
-        builder.add_hlog(run.hlog)
+        label = run.path.name if len(files) > 1 else None
+        builder.add_hlog(run.hlog, label)
         builder.add_timeline(run.timeline)
+        builder.add_loadgen(run.loadgen, label)
     return builder.finish([f.path for f in files], [f.info for f in files],
                           [f.server_stats or {} for f in files])
 
@@ -318,7 +365,88 @@ def summarize(run: RunData, slo: SloSpec | None) -> dict[str, Any]:
     summary["ops"] = {op: _op_summary(run, [op]) for op in run.ops}
     summary["total"] = _op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS])
     summary["slo"] = evaluate(slo, run) if slo is not None else None
+    summary["validity"] = validity(run, validity_spec(run, slo))
     return summary
+
+
+# --- validity: did the run measure the cache? -------------------------------------------
+
+
+def validity_spec(run: RunData, slo: SloSpec | None) -> ValiditySpec:
+    """The thresholds: defaults, then the scenario's `validity:` block (from run.json),
+    then the SLO's (bench.scenario.validity)."""
+    path, info = run.dirs[0], run.runs[0]
+    resolved = (info.get("scenario") or {}).get("resolved") or {}
+    scenario = parse_validity(resolved["validity"], file=str(path / "run.json")) \
+        if resolved.get("validity") else None
+    return resolve(scenario, slo.validity if slo is not None else None)
+
+
+def validity(run: RunData, spec: ValiditySpec) -> dict[str, Any] | None:
+    """summary.json's `validity` block (docs/internals.md); None for a run directory
+    without loadgen.csv (nothing to judge by).
+
+    Each source is judged on its own figures; the top-level figures are over all of
+    them (rates and counts summed, send lag from the merged histograms, CPU and the
+    other maxima those of the worst source, which `cpu_max_source` names).
+    """
+    if not run.loadgen:
+        return None
+    open_loop = (run.runs[0].get("load") or {}).get("mode", "open") == "open"
+    sources = {name: _source_validity(run, name, spec, open_loop) for name in sorted(run.loadgen)}
+    several = len(sources) > 1
+    found = [reason for name in sources for reason in reasons(
+        _figures(sources[name]), spec, open_loop, name if several else None)]
+    intended = sum(s["intended"] for s in sources.values())
+    sent = sum(s["sent"] for s in sources.values())
+    lag = run.total_lag()
+    cpu_source = max(sources, key=lambda name: sources[name]["cpu"] or 0.0)
+    rates = [r.get("load", {}).get("rate") for r in run.runs]
+    return {
+        "valid": not found, "reasons": found, "advice": ADVICE if found else None,
+        "mode": "open" if open_loop else "closed",
+        "thresholds": {"min_rate": spec.min_rate,
+                       "max_send_lag_p99_us": spec.max_send_lag_p99_us,
+                       "max_cpu": spec.max_cpu},
+        "asked_rate": sum(r for r in rates if r) if open_loop else None,
+        "achieved_rate": sent / run.duration_s if run.duration_s else None,
+        "rate_ratio": sent / intended if open_loop and intended else None,
+        "intended": intended, "sent": sent,
+        "send_lag_us": latency_stats(lag, run.layout) if lag.any() else None,
+        "cpu_max": sources[cpu_source]["cpu"], "cpu_max_source": cpu_source,
+        **{name: max(s[name] for s in sources.values())
+           for name in ("stall_max_us", "parked_max", "in_flight_max")},
+        "sources": sources,
+    }
+
+
+def _source_validity(run: RunData, source: str, spec: ValiditySpec,
+                     open_loop: bool) -> dict[str, Any]:
+    """One source's figures over the window and its own verdict."""
+    totals, duration = run.loadgen[source], run.duration_s
+    lag = run.lag[source].total_counts() if source in run.lag \
+        else np.zeros(run.layout.counts_len, dtype=np.int64)
+    intended, sent = int(totals["intended"]), int(totals["sent"])
+    user, system = totals["cpu_user_s"], totals["cpu_system_s"]
+    figures = {
+        "intended": intended, "sent": sent,
+        "rate_ratio": sent / intended if open_loop and intended else None,
+        "achieved_rate": sent / duration if duration else None,
+        "send_lag_us": latency_stats(lag, run.layout) if lag.any() else None,
+        "cpu": (user + system) / duration if duration else None,
+        "cpu_user_s": user, "cpu_system_s": system,
+        "stall_max_us": int(totals["stall_max_us"]),
+        "parked_max": int(totals["parked"]), "in_flight_max": int(totals["in_flight"]),
+    }
+    found = reasons(_figures(figures), spec, open_loop)
+    return {"valid": not found, "reasons": found, **figures}
+
+
+def _figures(source: dict[str, Any]) -> SourceFigures:
+    """The verdict's input from a source's summary figures."""
+    lag = source["send_lag_us"]
+    return SourceFigures(intended=source["intended"], sent=source["sent"],
+                         send_lag_p99_us=lag["p99"] if lag else None, cpu=source["cpu"])
 
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
@@ -349,7 +477,10 @@ def slo_for(run: RunData, slo_file: str | None) -> SloSpec | None:
 
 
 def exit_code(summary: dict[str, Any]) -> int:
-    """0 when the SLO is met or there is none, 1 when missed."""
+    """4 when the measurement is invalid (whatever the SLO says), else 0 when the SLO is
+    met or there is none, 1 when missed."""
+    if (summary.get("validity") or {}).get("valid") is False:
+        return EXIT_INVALID
     slo = summary.get("slo")
     return EXIT_FAILED if slo and slo["passed"] is False else EXIT_OK
 

@@ -1,7 +1,8 @@
 """What the terminal shows: the summary table with SLO verdicts, and live run progress.
 
 Latencies are stored in microseconds and shown in milliseconds, the unit SLOs for
-caches are written in. Tables read the summary dict (summary.json), so a table printed
+caches are written in. A run whose measurement is invalid (the load generator fell
+behind: bench.scenario.validity) leads with INVALID and ends with it instead of PASS/FAIL. Tables read the summary dict (summary.json), so a table printed
 now and one printed from an old run directory look the same. Live progress reads the
 run directory as it is written (the load runs in Locust child processes), or takes
 numbers through `RunProgress.update`.
@@ -31,6 +32,7 @@ from bench.results.histograms import counts_array, percentiles_from_counts
 from bench.results.hlog import parse_interval
 from bench.results.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_CSV, TimelineRow
 from bench.scenario.slo import describe_windows, failures, format_percent, format_us
+from bench.scenario.validity import headline as invalid_headline
 
 SHOWN = ("p50", "p99", "p99.9", "max")
 
@@ -115,8 +117,14 @@ def slo_table(verdict: dict[str, Any]) -> Table:
 
 
 def verdict_line(summary: dict[str, Any]) -> Text:
-    """The last line: PASS / FAIL and why, or that no SLO was given."""
+    """The last line: INVALID, else PASS / FAIL and why, or that no SLO was given."""
     verdict = summary.get("slo")
+    if invalid_headline(summary.get("validity")):
+        judged = verdict and verdict["passed"] is not None
+        would = f" (the SLO verdict would be {'PASS' if verdict['passed'] else 'FAIL'})" \
+            if judged else ""
+        return Text(f"INVALID: not a measurement of the cache{would}; see the top",
+                    style="bold red")
     if not verdict:
         return Text("No SLO given: nothing judged (use --slo FILE or a scenario slo: block)",
                     style="dim")
@@ -125,6 +133,26 @@ def verdict_line(summary: dict[str, Any]) -> Text:
     if verdict["passed"]:
         return Text("PASS: SLO met", style="bold green")
     return Text("FAIL: " + "; ".join(failures(verdict)), style="bold red")
+
+
+def loadgen_line(validity: dict[str, Any]) -> Text:
+    """The load generator's own figures in one line: sent against asked, send lag,
+    the busiest process's CPU, the longest event-loop stall, ops parked and in flight."""
+    parts = []
+    if validity["mode"] == "open":
+        parts.append(f"sent {percent(validity['rate_ratio'], 1)} of the asked "
+                     f"{rate(validity['asked_rate'])} ops/s")
+        lag = validity["send_lag_us"] or {}
+        parts.append(f"send lag p99 {ms(lag.get('p99'))} ms, max {ms(lag.get('max'))} ms")
+    else:
+        parts.append(f"closed loop, {rate(validity['achieved_rate'])} ops/s")
+    parts.append(f"CPU {percent(validity['cpu_max'], 0)} of a core "
+                 f"({validity['cpu_max_source']})")
+    parts.append(f"longest stall {ms(validity['stall_max_us'])} ms")
+    parts.append(f"at most {validity['parked_max']} parked, {validity['in_flight_max']} "
+                 "in flight")
+    style = "bold red" if validity["valid"] is False else "dim"
+    return Text("load generator: " + "; ".join(parts), style=style)
 
 
 def header(summary: dict[str, Any]) -> Text:
@@ -138,13 +166,20 @@ def header(summary: dict[str, Any]) -> Text:
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    """Print the summary: header, per-op table, SLO table, final verdict line."""
+    """Print the summary: INVALID first if it is, header, per-op table, the load
+    generator's figures, SLO table, final verdict line."""
     console = console or Console()
+    validity = summary.get("validity")
+    invalid = invalid_headline(validity)
+    if invalid:
+        console.print(Text(invalid, style="bold red"))
     console.print(header(summary))
     console.print(ops_table(summary))
     kinds = error_kinds_line(summary)
     if kinds is not None:
         console.print(kinds)
+    if validity:
+        console.print(loadgen_line(validity))
     if summary.get("slo"):
         console.print(slo_table(summary["slo"]))
     console.print(verdict_line(summary))

@@ -11,6 +11,7 @@ An SLO file (or a scenario's `slo:` block) looks like::
     window: 10s                       # also judge every 10 s window ...
     windows_compliant: 99%            # ... and require 99% of them to meet each objective
     regression: {tolerance: 10%}      # `bench compare`: tolerated relative increase
+    validity: {max_cpu: 80%}          # the measurement's own checks (validity.py)
 
 Why ratios of counts and not percentile comparisons: "99.9% of gets under 2 ms" is met
 when the share of recorded values <= 2 ms is >= 99.9%. Counting values at or below the
@@ -20,7 +21,8 @@ apart from the threshold (same bucket) count as at the threshold, so "under 2 ms
 "<= 2 ms": a value exactly at the threshold meets it, the next distinguishable value
 misses. Ratios are compared as exact fractions so that 999 of 1000 meets 99.9%.
 
-This module imports nothing from `bench` but `errors` and `units`: the scenario module
+This module imports nothing from `bench` but `errors`, `units` and its sibling
+`validity` (the thresholds an SLO file may override): the scenario module
 validates `slo:` blocks with `parse_slo`, and the analyzer hands measurements in through
 the small `SloSource` protocol.
 """
@@ -37,6 +39,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
     model_validator
 
 from bench.errors import InputError
+from bench.scenario.validity import ValiditySpec
 from bench.units import parse_duration, parse_fraction
 
 # The protocol-level op names the executor records (docs/internals.md); anything else in
@@ -129,6 +132,7 @@ class SloSpec(_Model):
     window_s: WindowS | None = Field(default=None, alias="window")
     windows_compliant: Fraction01 | None = None
     regression: RegressionPolicy | None = None
+    validity: ValiditySpec | None = None
 
     @model_validator(mode="after")
     def _window_pair(self) -> SloSpec:
@@ -157,6 +161,8 @@ class SloSpec(_Model):
             data["windows_compliant"] = format_percent(self.windows_compliant or 0.0)
         if self.regression:
             data["regression"] = {"tolerance": format_percent(self.regression.tolerance)}
+        if self.validity:
+            data["validity"] = self.validity.to_data()
         return {key: value for key, value in data.items() if value is not None}
 
 
@@ -210,7 +216,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     """The keys a mapping at `loc` accepts, as written in files (aliases), for error messages."""
     model: type[BaseModel] = SloSpec
     nested = {"objectives": LatencyObjective, "errors": ErrorBudget,
-              "hit_ratio": HitRatioObjective, "regression": RegressionPolicy}
+              "hit_ratio": HitRatioObjective, "regression": RegressionPolicy,
+              "validity": ValiditySpec}
     if len(loc) > 1 and loc[0] in nested:
         model = nested[loc[0]]
     return [info.alias or name for name, info in model.model_fields.items()]
