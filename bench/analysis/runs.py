@@ -393,10 +393,10 @@ def validity(run: RunData, spec: ValiditySpec) -> dict[str, Any] | None:
     if not run.loadgen:
         return None
     open_loop = (run.runs[0].get("load") or {}).get("mode", "open") == "open"
-    sources = {name: _source_validity(run, name, spec, open_loop) for name in sorted(run.loadgen)}
-    several = len(sources) > 1
-    found = [reason for name in sources for reason in reasons(
-        _figures(sources[name]), spec, open_loop, name if several else None)]
+    named = len(run.loadgen) > 1
+    sources = {name: _source_validity(run, name, spec, open_loop, named)
+               for name in sorted(run.loadgen)}
+    found = [reason for source in sources.values() for reason in source["reasons"]]
     intended = sum(s["intended"] for s in sources.values())
     sent = sum(s["sent"] for s in sources.values())
     lag = run.total_lag()
@@ -420,9 +420,10 @@ def validity(run: RunData, spec: ValiditySpec) -> dict[str, Any] | None:
     }
 
 
-def _source_validity(run: RunData, source: str, spec: ValiditySpec,
-                     open_loop: bool) -> dict[str, Any]:
-    """One source's figures over the window and its own verdict."""
+def _source_validity(run: RunData, source: str, spec: ValiditySpec, open_loop: bool,
+                     named: bool) -> dict[str, Any]:
+    """One source's figures over the window and its own verdict (its reasons name it
+    when `named`)."""
     totals, duration = run.loadgen[source], run.duration_s
     lag = run.lag[source].total_counts() if source in run.lag \
         else np.zeros(run.layout.counts_len, dtype=np.int64)
@@ -438,15 +439,10 @@ def _source_validity(run: RunData, source: str, spec: ValiditySpec,
         "stall_max_us": int(totals["stall_max_us"]),
         "parked_max": int(totals["parked"]), "in_flight_max": int(totals["in_flight"]),
     }
-    found = reasons(_figures(figures), spec, open_loop)
+    judged = SourceFigures(intended=intended, sent=sent, cpu=figures["cpu"],
+                           send_lag_p99_us=figures["send_lag_us"]["p99"] if lag.any() else None)
+    found = reasons(judged, spec, open_loop, source if named else None)
     return {"valid": not found, "reasons": found, **figures}
-
-
-def _figures(source: dict[str, Any]) -> SourceFigures:
-    """The verdict's input from a source's summary figures."""
-    lag = source["send_lag_us"]
-    return SourceFigures(intended=source["intended"], sent=source["sent"],
-                         send_lag_p99_us=lag["p99"] if lag else None, cpu=source["cpu"])
 
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:

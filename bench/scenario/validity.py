@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from bench.errors import InputError
 from bench.units import parse_duration, parse_fraction
@@ -51,15 +51,25 @@ def _duration_us(value: Any) -> int:
     return int(round(parse_duration(value) * 1e6))
 
 
+def _written(example: str) -> WithJsonSchema:
+    """The JSON Schema of a quantity written as a number or with units (editors)."""
+    return WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}],
+                           "description": f"a number or a string like {example}"})
+
+
+Share = Annotated[float | None, BeforeValidator(_fraction), _written("95%")]
+
+
 class ValiditySpec(BaseModel):
     """Validity thresholds; a field left out (None) keeps the value it overrides."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    min_rate: Annotated[float, BeforeValidator(_fraction)] | None = None
-    max_send_lag_p99_us: Annotated[int, BeforeValidator(_duration_us)] | None = Field(
-        default=None, alias="max_send_lag_p99", gt=0)
-    max_cpu: Annotated[float, BeforeValidator(_fraction)] | None = None
+    min_rate: Share = None
+    max_send_lag_p99_us: Annotated[int | None, BeforeValidator(_duration_us),
+                                   _written("1ms")] = Field(default=None,
+                                                            alias="max_send_lag_p99", gt=0)
+    max_cpu: Share = None
 
     def over(self, base: ValiditySpec) -> ValiditySpec:
         """`base` with the fields this spec sets replaced by this spec's values."""
