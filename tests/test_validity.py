@@ -23,7 +23,7 @@ from bench.cli import main
 from bench.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InputError
 from bench.results.histograms import histogram_from_values
 from bench.results.hlog import read_hlog
-from bench.results.loadstats import LoadInterval, LoadMeter
+from bench.results.loadstats import LoadInterval, LoadMeter, send_lag
 from bench.results.recorder import Interval, with_load
 from bench.results.rundir import LOADGEN_CSV
 from bench.scenario.slo import parse_slo
@@ -116,30 +116,39 @@ def test_a_scenario_validity_block_is_checked_with_its_line(tmp_path: Path) -> N
 # ------------------------------------------------------------------- the meter, per interval
 
 
+def test_send_lag_counts_from_when_the_op_was_due_or_its_user_ready() -> None:
+    intended, sent, ready = np.array([[1.0, 1.002, 0.9],  # user free: 2 ms late
+                                      [1.0, 1.052, 1.05],  # busy until 1.05: 2 ms late
+                                      [1.0, 0.999, 0.9],  # sent early: not late
+                                      [1.0, 1.0, np.nan]]).T  # closed loop
+    lags = send_lag(intended, sent, ready)
+    assert lags[:3] == pytest.approx([0.002, 0.002, 0.0]) and np.isnan(lags[3])
+
+
 def test_the_meter_bins_sends_by_time_within_the_window_only() -> None:
     """Window [0.5, 2.5) perf = epoch [1000.5, 1002.5). An op counts as intended in the
     interval of its intended start and as sent in the interval it went out in; lag
-    histograms hold the open-loop sends only (NaN: closed loop)."""
+    histograms hold the open-loop sends only (NaN ready: closed loop)."""
     meter = LoadMeter(origin=ORIGIN)
     meter.window(0.5, 2.5)
-    meter.record_send(0.2, 0.6, 0.0)  # intended before the window: only its send counts
-    meter.record_send(0.9, 1.2, 0.003)  # intended in 1000, sent in 1001, 3 ms late
-    meter.record_send(1.5, 1.5, 0.0)
-    meter.record_send(2.4, 2.6, 0.0)  # sent after the window: only its intent counts
-    meter.record_send(1.7, 1.7, math.nan)
+    meter.record_send((0.2, 0.6, 0.0))  # intended before the window: only its send counts
+    meter.record_send((0.9, 1.2, 1.197))  # intended in 1000, sent in 1001, 3 ms late
+    meter.record_send((1.5, 1.5, 1.4))
+    meter.record_send((2.4, 2.6, 2.6))  # sent after the window: only its intent counts
+    meter.record_send((1.7, 1.7, math.nan))
     pieces = dict(meter.flush(3.0))
     assert sorted(pieces) == [1000.0, 1001.0, 1002.0]
     assert [(p.intended, p.sent, p.lag.total_count) for p in pieces.values()] == \
         [(1, 1, 1), (2, 3, 2), (1, 0, 0)]
-    assert pieces[1001.0].lag.get_max_value() >= 3000
+    assert 3000 <= pieces[1001.0].lag.get_max_value() <= 3003
 
 
 def test_the_meter_keeps_open_intervals_and_adds_late_pieces_later() -> None:
     meter = LoadMeter(origin=ORIGIN)
-    meter.record_send(0.1, 0.1, 0.0)
-    meter.record_send(1.1, 1.1, 0.0)
+    meter.record_send((0.1, 0.1, 0.1))
+    meter.record_send((1.1, 1.1, 1.1))
     assert [start for start, _ in meter.flush(1.5)] == [1000.0]
-    meter.record_send(0.9, 1.2, 0.0)  # a backlog: intended in an interval already shipped
+    meter.record_send((0.9, 1.2, 1.2))  # a backlog: intended in an interval already shipped
     late = meter.flush(2.0)
     assert [(start, p.intended, p.sent) for start, p in late] == [(1000.0, 1, 0),
                                                                   (1001.0, 1, 2)]

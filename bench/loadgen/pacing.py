@@ -12,11 +12,11 @@ when the previous one is over. Both hand the executor's Samples to the recorder 
 are (`Recorder.record_sample`), each with the time its latency counts from.
 
 Both also tell the process's LoadMeter what the harness itself did (the validity
-verdict's figures): every op's first send (`record_send`) and, as counters, the ops
-parked and the calls in flight. An open-loop op's send lag is how much later than it
-could have it went out: from its intended start, or from when its user was ready to
-send it if that is later. A user still busy with a slow call when the next op is due is
-the server's doing, which that op's latency from its intended start already shows.
+verdict's figures): every op's first send (`record_send`: when it was due, when it went
+out, when its user was ready to send it) and, as counters, the ops parked and the calls
+in flight. Send lag counts from the later of due and ready (`loadstats.send_lag`): a
+user still busy with a slow call when the next op is due is the server's doing, which
+that op's latency from its intended start already shows.
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], tick
     meter.in_flight -= 1
     _record_samples(record, steps.samples[done:], due)
     if not done and steps.samples:  # the op's first call: its send against the schedule
-        sent = steps.samples[0].start
-        meter.record_send(due, sent, max(0.0, sent - max(due, ready)))
+        meter.record_send((due, steps.samples[0].start, ready))
     if pause is not None:
         heapq.heappush(parked, (clock() + pause, ticket, steps))
         meter.parked += 1
@@ -125,7 +124,7 @@ def run_closed_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
         meter.in_flight -= 1
         if samples:
             _record_samples(record, samples, samples[0].start)
-            meter.record_send(samples[0].start, samples[0].start, math.nan)  # no schedule
+            meter.record_send((samples[0].start, samples[0].start, math.nan))  # no schedule
         if think_s > 0:
             sleep(think_s)
         elif not samples:

@@ -1,8 +1,8 @@
 """What the load generator itself did, per interval: the figures of the validity verdict.
 
 Each load process has one `LoadMeter` beside its Recorder. The pacing loops tell it of
-every op they send (`record_send`: intended start, actual send, send lag; the hot path
-is one append) and keep its `parked` and `in_flight` counts up to date; a watchdog
+every op they send (`record_send((intended, sent, ready))`, one list append: the hot
+path) and keep its `parked` and `in_flight` counts up to date; a watchdog
 greenlet on the Locust side (`bench.loadgen.users`) calls `sample` every few
 milliseconds with how late it woke (event-loop blocking) and the process's CPU times.
 `flush` turns that into one `LoadInterval` per closed interval, on the recorder's
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,11 +72,22 @@ _SUMS = ("intended", "sent", "cpu_user_s", "cpu_system_s")
 _MAXIMA = ("stall_max_us", "parked", "in_flight")
 
 
+def send_lag(intended: np.ndarray, sent: np.ndarray, ready: np.ndarray) -> np.ndarray:
+    """Seconds an op went out later than it could have: after its intended start, or
+    after its user was ready to send it if that is later; never below 0. NaN where
+    `ready` is NaN (closed loop: no schedule to be late for)."""
+    return np.maximum(sent - np.maximum(intended, ready), 0.0)
+
+
 class LoadMeter:
     """Gathers one process's load figures and cuts them into closed `LoadInterval`s.
 
-    `parked` and `in_flight` are plain counters the pacing loops increment and decrement
-    (greenlets are cooperative: no lock); `sample` reads them.
+    `record_send((intended, sent, ready))` notes one op's first call (perf_counter
+    seconds: when it was due, when it went out, when its user was ready to send it; NaN
+    ready in a closed loop); it is a bound `list.append`, the cheapest call there is,
+    since the pacing loops make it once per op. `parked` and `in_flight` are plain
+    counters they increment and decrement (greenlets are cooperative: no lock);
+    `sample` reads them.
     """
 
     def __init__(self, interval_s: float = 1.0,
@@ -88,7 +100,7 @@ class LoadMeter:
         self.parked = 0
         self.in_flight = 0
         self._sends: list[tuple[float, float, float]] = []
-        self._append = self._sends.append
+        self.record_send: Callable[[tuple[float, float, float]], None] = self._sends.append
         self._from, self._to = -math.inf, math.inf
         self._pieces: dict[int, LoadInterval] = {}
         self._cpu: tuple[float, float] | None = None
@@ -96,11 +108,6 @@ class LoadMeter:
     def window(self, start_perf: float, end_perf: float) -> None:
         """Count only what happens in [start_perf, end_perf) (the measured window)."""
         self._from, self._to = start_perf, end_perf
-
-    def record_send(self, intended: float, sent: float, lag_s: float) -> None:
-        """An op's first call went out at `sent`, due at `intended` (perf seconds), `lag_s`
-        late by the harness's fault (NaN in a closed loop: no schedule). The hot path."""
-        self._append((intended, sent, lag_s))
 
     def sample(self, now_perf: float, stall_s: float, cpu_user_s: float,
                cpu_system_s: float) -> None:
@@ -129,8 +136,9 @@ class LoadMeter:
         taken = len(self._sends)
         if not taken:
             return
-        intended, sent, lag = np.array(self._sends[:taken], dtype=np.float64).T
+        intended, sent, ready = np.array(self._sends[:taken], dtype=np.float64).T
         del self._sends[:taken]
+        lag = send_lag(intended, sent, ready)
         in_window = (intended >= self._from) & (intended < self._to)
         for k, n in zip(*np.unique(self._bin(intended[in_window]), return_counts=True)):
             self._piece(int(k)).intended += int(n)
