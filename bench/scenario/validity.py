@@ -42,10 +42,6 @@ ADVICE = ("try a lower --rate, or spread the load: --processes N (-1: one per co
           "more `bench worker` machines")
 
 
-def _fraction(value: Any) -> float:
-    return parse_fraction(value)
-
-
 def _duration_us(value: Any) -> int:
     """`1ms` -> 1000 (whole microseconds, like the lag histograms)."""
     return int(round(parse_duration(value) * 1e6))
@@ -57,7 +53,7 @@ def _written(example: str) -> WithJsonSchema:
                            "description": f"a number or a string like {example}"})
 
 
-Share = Annotated[float | None, BeforeValidator(_fraction), _written("95%")]
+Share = Annotated[float | None, BeforeValidator(parse_fraction), _written("95%")]
 
 
 class ValiditySpec(BaseModel):
@@ -85,6 +81,7 @@ class ValiditySpec(BaseModel):
 
 
 def _percent(fraction: float | None) -> str | None:
+    """0.95 -> `95%` (slo.format_percent's form; this module cannot import slo.py)."""
     return None if fraction is None else f"{round(fraction * 100, 9):g}%"
 
 
