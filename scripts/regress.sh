@@ -10,7 +10,8 @@
 #       measurement invalid: the load generator fell behind), 130 on Ctrl-C.
 #   scripts/regress.sh record
 #       Re-record results/baselines/smoke-memcached and smoke-redis on this machine. The
-#       old baselines are replaced only when both new runs completed and met the SLO.
+#       old baselines are replaced only when both new runs completed, were valid
+#       measurements and met the SLO.
 #
 # Both start their own local cluster (`bench cluster up`) and stop it whatever happens
 # (success, failure, Ctrl-C), so a failed check never leaves servers behind. Its state

@@ -24,8 +24,9 @@ node id), over the measured window only: the figures of the validity verdict
     cpu_user_s    CPU seconds the process spent in user mode in the interval
     cpu_system_s  ... and in the kernel (os.times(); a whole core for 1 s = 1.0 in total)
     stall_max_us  event-loop blocking: the latest wake-up of a watchdog that sleeps 10 ms
+                  (about 1 ms when nothing blocks: gevent's timer granularity)
     parked        most ops parked at once (waiting client-side: regeneration, lock hold)
-    in_flight     most protocol calls in flight at once (users waiting for a reply)
+    in_flight     most users inside a protocol call at once (mostly waiting for a reply)
     intended      ops whose intended start is in the interval (open loop; closed: = sent)
     sent          ops whose first call went out in the interval
 
