@@ -5,12 +5,15 @@ the summary; with attributes a misspelt key is an AttributeError where it is mad
 not a None three modules later. The field names are summary.json's keys, so the one
 serializer (`Summary.to_json` / `Summary.from_json`) is the file's definition:
 
-    format, scenario, started, ended, duration_s, target, completed, ops, total, slo
+    format, scenario, started, ended, duration_s, target, completed, ops, total, slo,
+    validity
 
 Latency tables (`latency_us`, `service_us`) stay mappings keyed p50, p90, p99, p99.9,
 p99.99, max, mean: readers pick columns from them by those names (`PERCENTILE_KEYS`).
-The analyzer builds a Summary (`bench.analysis.runs.summarize`); reading summary.json
-back checks its format like run.json's (`bench.results.rundir.read_versioned`).
+`validity` is whether the run measured the cache at all (`bench.analysis.validity`;
+None for a run directory without loadgen.csv, and in summary.json files written before
+it existed). The analyzer builds a Summary (`bench.analysis.runs.summarize`); reading
+summary.json back checks its format like run.json's (`bench.results.rundir.read_versioned`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Self
 
+from bench.analysis.validity import Validity
 from bench.analysis.verdicts import Verdict
 from bench.results.rundir import JsonRecord, RunTarget, optional
 
@@ -44,7 +48,8 @@ class OpSummary(JsonRecord):
 
 @dataclass(frozen=True)
 class Summary(JsonRecord):
-    """summary.json: what ran (from run.json), per-op and total numbers, the SLO verdict."""
+    """summary.json: what ran (from run.json), per-op and total numbers, the SLO verdict,
+    the validity verdict."""
 
     scenario: str | None
     started: str | None
@@ -55,6 +60,7 @@ class Summary(JsonRecord):
     ops: dict[str, OpSummary]
     total: OpSummary
     slo: Verdict | None  # None without an SLO
+    validity: Validity | None = None  # None: not judged (no load generator figures)
 
     def to_json(self) -> dict[str, Any]:
         """The summary.json object, `format` first (plain numbers and strings, ready for
@@ -68,4 +74,5 @@ class Summary(JsonRecord):
         return cls.from_fields(data, target=optional(RunTarget.from_json, data.get("target")),
                                ops={op: OpSummary.from_json(o) for op, o in data["ops"].items()},
                                total=OpSummary.from_json(data["total"]),
-                               slo=optional(Verdict.from_json, data.get("slo")))
+                               slo=optional(Verdict.from_json, data.get("slo")),
+                               validity=optional(Validity.from_json, data.get("validity")))
