@@ -22,8 +22,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "run", help="drive load against a target and write a run directory",
         description="Run a scenario through Locust (headless unless --ui) and write "
                     "results/<time>-<scenario>/: run.json, latency.hlog, timeline.csv, "
-                    "server-stats.json, summary.json. Exit 0 when the SLO is met, 1 when "
-                    "not, 2 on bad input, 3 when the target is unreachable.")
+                    "server-stats.json, loadgen.csv, summary.json. Exit 0 when the SLO is "
+                    "met, 1 when not, 2 on bad input, 3 when the target is unreachable, 4 "
+                    "when the measurement is invalid (the load generator fell behind).")
     p.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                    help="scenario name (from scenarios/) or path to a YAML file "
                         f"(default: {DEFAULT_SCENARIO})")
@@ -140,7 +141,8 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     an = sub.add_parser("analyze", help="recompute summary and SLO verdict from run directories",
                         description="Merge the histograms of one or more run directories "
                                     "(e.g. from several worker machines) and evaluate the SLO. "
-                                    "Exit 0 met, 1 missed, 2 bad input.")
+                                    "Exit 0 met, 1 missed, 2 bad input, 4 invalid "
+                                    "measurement.")
     an.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to merge")
     an.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     an.add_argument("--json", action="store_true", help="print summary.json instead of a table")
@@ -152,10 +154,14 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--out", metavar="FILE", help="default: RUN_DIR/report.html")
     rep.set_defaults(handler=commands.report)
 
-    cmp_ = sub.add_parser("compare", help="baseline vs candidate; exit 1 on a regression")
+    cmp_ = sub.add_parser("compare", help="baseline vs candidate; exit 1 on a regression",
+                          description="Compare latency percentiles of two runs. Exit 0 no "
+                                      "regression, 1 regression, 2 bad input, 4 no verdict: "
+                                      "a side's measurement is invalid.")
     cmp_.add_argument("baseline", metavar="BASELINE_DIR", help="the reference run")
     cmp_.add_argument("candidate", metavar="CANDIDATE_DIR", help="the run to judge")
-    cmp_.add_argument("--slo", metavar="FILE", help="tolerances from this SLO file")
+    cmp_.add_argument("--slo", metavar="FILE",
+                      help="tolerance and validity thresholds from this SLO file")
     cmp_.add_argument("--tolerance", default=None,
                       help="relative increase of a percentile tolerated (default: the --slo "
                            "file's regression.tolerance, else 10%%)")
@@ -193,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="cachebench: benchmark memcached and Redis with MediaWiki-like "
                     "workloads, honest latency (no coordinated omission) and SLO verdicts.",
         epilog="Exit codes: 0 ok / SLO met, 1 SLO or regression failed, 2 bad input, "
-               "3 target unreachable or run aborted.")
+               "3 target unreachable or run aborted, 4 measurement invalid (the load "
+               "generator fell behind its schedule: it measured itself, not the cache).")
     parser.add_argument("--version", action="version", version=f"cachebench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_worker, _add_cluster, _add_scenarios, _add_analysis,

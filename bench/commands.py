@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from bench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, InputError
+from bench.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE,
+                          InputError)
 
 if TYPE_CHECKING:
     from bench.driver import RunOptions
@@ -77,7 +78,8 @@ def _run_options(args: Namespace) -> RunOptions:
 
 
 def run(args: Namespace) -> int:
-    """`bench run`: the whole run, from scenario to verdict (exit 0 met, 1 missed)."""
+    """`bench run`: the whole run, from scenario to verdict (exit 0 met, 1 missed, 4 the
+    measurement is invalid)."""
     from bench import driver
     from bench.analysis import runs
     from bench.output import console
@@ -232,8 +234,8 @@ def scenarios_preview(args: Namespace) -> int:
 
 
 def analyze(args: Namespace) -> int:
-    """`bench analyze RUN_DIR...`: merged summary and SLO verdict (exit 0 met, 1 missed);
-    summary.json is rewritten when there is one run directory."""
+    """`bench analyze RUN_DIR...`: merged summary, SLO and validity verdicts (exit 0 met,
+    1 missed, 4 invalid); summary.json is rewritten when there is one run directory."""
     from bench.analysis import runs
     from bench.output import console
 
@@ -264,15 +266,28 @@ def report(args: Namespace) -> int:
 
 
 def compare(args: Namespace) -> int:
-    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise."""
+    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise, 4 (no
+    verdict, said in the terminal and the files asked for) when either side's
+    measurement is invalid."""
     from bench.analysis import compare as comparison
     from bench.units import parse_duration, parse_fraction
 
     min_delta_s = _parsed(parse_duration, args.min_delta, "--min-delta")
     relative = _parsed(parse_fraction, args.tolerance, "--tolerance")
     tolerance = comparison.tolerance_for(relative, min_delta_s * 1e6, args.slo)
-    rows = comparison.compare(comparison.load_with_data(args.baseline),
-                              comparison.load_with_data(args.candidate), tolerance)
+    baseline = comparison.load_with_data(args.baseline)
+    candidate = comparison.load_with_data(args.candidate)
+    invalid = comparison.invalid_sides({"baseline": (args.baseline, baseline),
+                                        "candidate": (args.candidate, candidate)}, args.slo)
+    if invalid:
+        message = comparison.refusal(invalid)
+        print(message)
+        if args.markdown:
+            _write_text(args.markdown, comparison.refusal_markdown(message), "--markdown")
+        if args.junit:
+            _write_text(args.junit, comparison.refusal_junit(message), "--junit")
+        return EXIT_INVALID
+    rows = comparison.compare(baseline, candidate, tolerance)
     comparison.print_table(rows, tolerance)
     if args.markdown:
         _write_text(args.markdown,

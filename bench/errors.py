@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # SLO missed or regression found
 EXIT_BAD_INPUT = 2  # scenario, flags, files
 EXIT_UNREACHABLE = 3  # target unreachable or run aborted
+EXIT_INVALID = 4  # measurement invalid: the load generator fell behind its schedule
 
 
 class BenchError(Exception):

@@ -5,11 +5,13 @@
 #       `bench run smoke` against the local memcached into OUT_DIR, then `bench compare`
 #       against results/baselines/smoke-memcached (report: OUT_DIR/compare.md and
 #       OUT_DIR/compare.xml). Exit code: compare's (0 no regression, 1 regression,
-#       2 bad input), else 1 when the run missed the smoke SLO, 2/3 when the run itself
-#       could not be done (bad input / target unreachable or run aborted), 130 on Ctrl-C.
+#       2 bad input, 4 no verdict), else 1 when the run missed the smoke SLO, 2/3/4 when
+#       the run itself could not be used (bad input / target unreachable or run aborted /
+#       measurement invalid: the load generator fell behind), 130 on Ctrl-C.
 #   scripts/regress.sh record
 #       Re-record results/baselines/smoke-memcached and smoke-redis on this machine. The
-#       old baselines are replaced only when both new runs completed and met the SLO.
+#       old baselines are replaced only when both new runs completed, were valid
+#       measurements and met the SLO.
 #
 # Both start their own local cluster (`bench cluster up`) and stop it whatever happens
 # (success, failure, Ctrl-C), so a failed check never leaves servers behind. Its state

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bench.results.histograms import histogram_from_values
+from bench.results.loadstats import LoadInterval
 from bench.results.recorder import Interval, OpInterval
 from bench.results.rundir import RunInfo, RunWriter, stats_snapshot
 
@@ -28,22 +29,29 @@ def make_run_dir(base: Path, ops: Mapping[str, Values], *, name: str = "run",
                  counters: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                  slo: dict[str, Any] | None = None,
                  server_stats: tuple[dict[str, Any], dict[str, Any]] | None = None,
-                 status: str = "completed") -> Path:
+                 status: str = "completed",
+                 load: Mapping[str, Sequence[LoadInterval]] | None = None,
+                 info: Mapping[str, Any] | None = None) -> Path:
     """A run directory `base/name`; `ops[op][i]` are the latencies (us) of interval i.
 
     `service` gives service times the same way (default: equal to latency).
     `counters[op][i]` sets counters of interval i: hits, misses, keys, bytes, and
     `errors` as {kind: n}. An op with no values in an interval has no line for it,
-    as the recorder writes only ops that ran.
+    as the recorder writes only ops that ran. `load[source][i]` is what load process
+    `source` did in interval i (loadgen.csv, its send-lag histogram). `info` replaces
+    run.json keys (e.g. `load`).
     """
     path = base / name
     n_intervals = max(len(per_interval) for per_interval in ops.values())
-    with RunWriter(path, RunInfo.from_json(run_info(slo)), start, interval_s) as writer:
+    with RunWriter(path, RunInfo.from_json({**run_info(slo), **(info or {})}), start,
+                   interval_s) as writer:
         for i in range(n_intervals):
             writer.write_interval(Interval(start + i * interval_s, interval_s, {
                 op: _op_interval(values[i], _at(service or ops, op, i),
                                  _at(counters or {}, op, i) or {})
-                for op, values in ops.items() if i < len(values) and len(values[i])}))
+                for op, values in ops.items() if i < len(values) and len(values[i])},
+                {source: pieces[i] for source, pieces in (load or {}).items()
+                 if i < len(pieces)}))
         before, after = server_stats or default_server_stats()
         writer.write_server_stats(stats_snapshot(before, start),
                                   stats_snapshot(after, start + n_intervals * interval_s),

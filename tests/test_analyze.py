@@ -85,7 +85,7 @@ def test_summary_percentiles_and_counters(tmp_path: Path) -> None:
     assert summary["completed"] is True and summary["slo"] is None
     assert summary["started"] == "2025-11-25T12:00:00.000Z"
     assert set(summary) == {"format", "scenario", "started", "ended", "duration_s", "target",
-                            "completed", "ops", "total", "slo"}
+                            "completed", "ops", "total", "slo", "validity"}
 
 
 def _slo_pass(tmp_path: Path, values: list[int], under: str, name: str) -> bool | None:

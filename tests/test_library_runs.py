@@ -16,6 +16,7 @@ import pytest
 
 from bench.cli import main
 from bench.scenario.model import load_scenario, scenario_names
+from helpers_exits import or_invalid
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,8 @@ def test_library_scenario_runs(name: str, memcached_pool: Any, redis_cluster: An
     out = tmp_path / "run"
     rc = main(["run", name, "--target", target, "--duration", "2s", "--warmup", "0s",
                "--rate", "300", "--no-prefill", "--no-report", "--quiet", "--out", str(out)])
-    assert rc in (0, 1)  # the library's SLO thresholds are not what is tested here
+    # the library's SLO thresholds are not what is tested here, nor this machine's load
+    assert rc in or_invalid(0, 1)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completed"] is True
     assert summary["total"]["count"] >= 300

@@ -21,6 +21,8 @@ from scipy import stats
 
 from bench.loadgen.pacing import (ARRIVAL_BATCH, TIMER_SLACK_S, arrival_gaps, run_closed_loop,
                                   run_open_loop)
+from bench.results.loadstats import LoadMeter, send_lag
+from bench.results.recorder import INTERVAL_S
 from bench.workload.executor import Sample, Steps
 from bench.workload.ops import Op
 
@@ -233,3 +235,89 @@ def test_uniform_gaps_are_constant() -> None:
     rng = np.random.default_rng(1)
     gaps = list(itertools.islice(arrival_gaps(250.0, "uniform", rng), 2 * ARRIVAL_BATCH + 1))
     assert gaps == [pytest.approx(0.004, rel=1e-12)] * len(gaps)
+
+
+# --------------------------------------------------------------- what the meter is told
+
+
+class ListMeter(LoadMeter):
+    """A LoadMeter that keeps the (intended, sent, ready) of the sends it is told of."""
+
+    def __init__(self) -> None:
+        super().__init__(INTERVAL_S)
+        self.sends: list[tuple[float, float, float]] = []
+        self.record_send = self.sends.append
+
+    def column(self, i: int) -> list[float]:
+        return [send[i] for send in self.sends]
+
+    def lags(self) -> list[float]:
+        return send_lag(*np.array(self.sends).T).tolist()
+
+
+class GaugedExecutor(FakeExecutor):
+    """A FakeExecutor that notes the meter's (parked, in flight) during each call."""
+
+    def __init__(self, clock: FakeClock, meter: LoadMeter) -> None:
+        super().__init__(clock)
+        self.meter, self.gauges = meter, []
+
+    def _call(self, samples: list[Sample], name: str, index: int, seconds: float) -> None:
+        self.gauges.append((self.meter.parked, self.meter.in_flight))
+        super()._call(samples, name, index, seconds)
+
+
+def metered_open_loop(clock: FakeClock, executor: FakeExecutor, gaps: list[float], end: float,
+                      stream: Iterator[Op] | None = None,
+                      meter: ListMeter | None = None) -> ListMeter:
+    meter = meter or ListMeter()
+    run_open_loop(stream or ops(), executor, ListRecorder(), itertools.cycle(gaps), 0.0, end,
+                  clock=clock, sleep=clock.sleep, meter=meter)
+    return meter
+
+
+def test_a_late_timer_is_send_lag() -> None:
+    """Timers that wake 3 ms late (1 ms of it covered by the early-start slack): every op
+    goes out 2 ms after it was due, while its user was free: the harness's lag."""
+    clock = FakeClock(late=3 * MS)
+    meter = metered_open_loop(clock, FakeExecutor(clock), [10 * MS], end=0.045)
+    assert meter.column(0) == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
+    assert meter.column(1) == pytest.approx([0.0, 0.012, 0.022, 0.032, 0.042])
+    assert meter.lags() == pytest.approx([0.0] + [2 * MS] * 4)
+
+
+def test_waiting_for_a_slow_server_is_not_send_lag() -> None:
+    """Op 5 takes 55 ms (the server stalls): the ops queued behind it go out late, but
+    each as soon as its user is free, so none has send lag; all are still counted."""
+    clock = FakeClock()
+    meter = metered_open_loop(clock, FakeExecutor(clock, service={5: 55 * MS}), [10 * MS],
+                              end=0.195)
+    assert len(meter.sends) == 20
+    assert max(sent - intended for intended, sent, _ in meter.sends) >= 45 * MS
+    assert meter.lags() == pytest.approx([0.0] * 20)
+
+
+def test_parked_ops_and_calls_in_flight_are_counted_and_given_back() -> None:
+    """Op 2 regenerates for 25 ms: ops 3 and 4 are sent while it is parked. Op 6's
+    follow-up would be due after the end and is never sent. Each call is the only one in
+    flight, and the counters are back at zero when the loop ends."""
+    clock, meter = FakeClock(), ListMeter()
+    executor = GaugedExecutor(clock, meter)
+    metered_open_loop(clock, executor, [10 * MS], end=0.075,
+                      stream=ops(work={2: 25 * MS, 6: 50 * MS}), meter=meter)
+    assert [(name, index) for name, index, _ in executor.sent][:6] == [
+        ("get", 0), ("get", 1), ("get", 2), ("get", 3), ("get", 4), ("set", 2)]
+    assert executor.gauges == [(0, 1), (0, 1), (0, 1), (1, 1), (1, 1), (0, 1), (0, 1),
+                               (0, 1), (1, 1)]
+    assert len(meter.sends) == 8  # first calls only: the set is a follow-up
+    assert (meter.parked, meter.in_flight) == (0, 0)
+
+
+def test_closed_loop_counts_its_sends_without_a_schedule() -> None:
+    clock = FakeClock(late=0.0)
+    meter = ListMeter()
+    run_closed_loop(ops(), FakeExecutor(clock), ListRecorder(), 0.0, 0.0045, clock=clock,
+                    sleep=clock.sleep, meter=meter)
+    assert meter.column(0) == meter.column(1) == pytest.approx([0.0, 0.001, 0.002, 0.003,
+                                                                0.004])
+    assert all(np.isnan(lag) for lag in meter.lags()) and meter.in_flight == 0

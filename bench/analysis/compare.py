@@ -13,6 +13,11 @@ every percentile. A difference counts as *real* when both
 A *regression* is a real increase larger than the tolerance (--tolerance, or the SLO
 file's `regression.tolerance`). The bootstrap uses a fixed seed, so the same two run
 directories always give the same verdict.
+
+No verdict is given on a side whose measurement is invalid (its load generator fell
+behind: bench.analysis.validity): `invalid_sides` says which, `bench compare` refuses
+with `refusal` (and its Markdown and JUnit forms) and exits 4, since a difference then
+may be the harness's, not the cache's.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from bench.analysis.runs import RunData, TagSeries, load_runs
+from bench.analysis.runs import RunData, TagSeries, load_runs, validity, validity_spec
+from bench.analysis.validity import ADVICE, is_invalid
 from bench.errors import InputError
 from bench.results.histograms import Layout, percentiles_from_counts, segment_percentiles
 from bench.scenario.slo import load_slo
@@ -310,3 +316,38 @@ def load_with_data(path: str) -> RunData:
         raise InputError("no operations recorded; expected a run with latency data",
                          file=str(path))
     return run
+
+
+def invalid_sides(sides: dict[str, tuple[str, RunData]], slo_file: str | None) -> list[str]:
+    """`<side> <dir> is INVALID (why)` for each side (name -> (directory, run)) whose
+    measurement is invalid, judged by its own validity thresholds and the SLO file's."""
+    slo = load_slo(slo_file) if slo_file else None
+    found = []
+    for side, (path, run) in sides.items():
+        verdict = validity(run, validity_spec(run, slo))
+        if is_invalid(verdict):
+            found.append(f"{side} {path} is INVALID ({'; '.join(verdict.reasons)})")
+    return found
+
+
+def refusal(invalid: list[str]) -> str:
+    """Why compare gives no verdict (the terminal's line; `invalid` from `invalid_sides`)."""
+    return (f"No regression verdict: {'; '.join(invalid)}. Its load generator fell "
+            f"behind, so a difference may be the harness's, not the cache's; {ADVICE}.")
+
+
+def refusal_markdown(message: str) -> str:
+    """The refusal as the Markdown report (a pull-request comment)."""
+    return f"### cachebench compare :warning:\n\n**{message}**\n"
+
+
+def refusal_junit(message: str) -> str:
+    """The refusal as JUnit XML: one failed testcase, `validity`."""
+    root = ElementTree.Element("testsuites", tests="1", failures="1")
+    suite = ElementTree.SubElement(root, "testsuite", name="cachebench.compare", tests="1",
+                                   failures="1", errors="0", skipped="0")
+    case = ElementTree.SubElement(suite, "testcase", classname="cachebench.compare",
+                                  name="validity")
+    ElementTree.SubElement(case, "failure", type="invalid", message=message)
+    ElementTree.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, "unicode") + "\n"

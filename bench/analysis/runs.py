@@ -1,4 +1,4 @@
-"""Run directories -> merged histograms -> summary.json and the SLO verdict.
+"""Run directories -> merged histograms -> summary.json, the SLO and validity verdicts.
 
 Why numpy and sparse storage: an hour-long run holds 3600 intervals x 8 ops x 2 tags =
 57,600 histograms of 17,408 counters each (8 GB dense). Each decoded histogram is
@@ -8,6 +8,12 @@ vectorised numpy over those arrays, so analysing an hour takes seconds.
 
 Percentiles are always computed from merged counts, never averaged, by the hdrh-exact
 maths of `bench.results.histograms`.
+
+Every summary also says whether the run measured the cache at all (`validity`): the
+load generator's own figures per source (loadgen.csv, the `_lag:<source>` histograms)
+judged against `bench.scenario.validity`'s thresholds by `bench.analysis.validity`.
+Several run directories keep their sources apart (`<directory name>/<source>`), since
+each is a process of its own.
 """
 
 from __future__ import annotations
@@ -25,15 +31,18 @@ from hdrh.histogram import HdrHistogram
 from bench.analysis.phases import phase_figures
 from bench.analysis.routing import gutter_figures
 from bench.analysis.summary import SUMMARY_FORMATS, OpSummary, Summary
+from bench.analysis.validity import Validity, is_invalid, judge
 from bench.analysis.verdicts import evaluate
-from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InputError
 from bench.results.histograms import (Layout, add_sparse, default_layout, latency_stats,
                                       layout_for, percentiles_from_counts, segment_percentiles,
                                       sparse_counts)
 from bench.results.hlog import read_hlog
-from bench.results.rundir import (SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS, RunInfo,
+from bench.results.rundir import (LAG_PREFIX, LOADGEN_COLUMNS, RUN_JSON, SERVICE_SUFFIX,
+                                  SUMMARY_JSON, TIMELINE_COLUMNS, LoadgenRow, RunInfo,
                                   TimelineRow, read_run, read_versioned)
 from bench.scenario.slo import SloSpec, load_slo, parse_slo
+from bench.scenario.validity import ValiditySpec, parse_validity, resolve
 from bench.vocabulary import ERROR_KINDS, ERROR_OTHER, LOOKUP_OPS
 
 
@@ -101,13 +110,17 @@ class TagSeries:
 
 # The timeline columns that are counters (summed over ops, intervals and machines).
 COUNTER_COLUMNS = tuple(c for c in TIMELINE_COLUMNS if c not in ("start", "length", "op"))
+# The loadgen columns that are maxima (pieces of one source and interval take the larger).
+LOADGEN_MAXIMA = ("stall_max_us", "parked", "in_flight")
+LOADGEN_FIGURES = tuple(c for c in LOADGEN_COLUMNS if c not in ("start", "source"))
 
 
 @dataclass
 class RunData:
     """One or more run directories merged: interval histograms, timeline counters, metadata.
 
-    Implements `slo.SloSource`, so SLO verdicts read it directly.
+    Implements `verdicts.SloSource` and `validity.LoadSource`, so the SLO and validity
+    verdicts read it directly.
     """
 
     dirs: list[Path]
@@ -119,6 +132,8 @@ class RunData:
     service: dict[str, TagSeries]
     counters: dict[str, dict[str, np.ndarray]]  # op -> timeline column -> per interval
     layout: Layout
+    lag: dict[str, TagSeries]  # source -> send-lag histograms
+    loadgen: dict[str, dict[str, float]]  # source -> loadgen column -> over all intervals
 
     @property
     def ops(self) -> list[str]:
@@ -175,6 +190,15 @@ class RunData:
             return None
         return float(percentiles_from_counts(counts, [fraction * 100], self.layout)[0])
 
+    def lag_counts(self, source: str | None = None) -> np.ndarray:
+        """Dense send-lag counts of one source (None: every source merged); zeros
+        without any."""
+        total = np.zeros(self.layout.counts_len, dtype=np.int64)
+        for name, series in self.lag.items():
+            if source is None or name == source:
+                total += series.total_counts()
+        return total
+
     def counter(self, name: str, ops: list[str] | None = None) -> np.ndarray:
         """Per interval sum of timeline column `name` over `ops` (default: all ops)."""
         total = np.zeros(self.n_intervals, dtype=np.int64)
@@ -193,10 +217,12 @@ class _Builder:
         self.hist: dict[str, dict[float, list[tuple[np.ndarray, np.ndarray]]]] = \
             defaultdict(lambda: defaultdict(list))
         self.rows: dict[str, dict[float, dict[str, int]]] = defaultdict(dict)
+        self.load: dict[str, dict[str, float]] = {}
         self.config: tuple[int, int, int] | None = None  # (lowest, highest, digits)
 
-    def add_hlog(self, path: Path) -> None:
-        """Decode every histogram of a log into sparse counts, grouped by tag and start."""
+    def add_hlog(self, path: Path, label: str | None = None) -> None:
+        """Decode every histogram of a log into sparse counts, grouped by tag and start;
+        a send-lag tag's source is put under `label` (see `_source`)."""
         for entry in read_hlog(path):
             if entry.tag is None:
                 raise InputError("histogram line without Tag=<op>", file=str(path))
@@ -204,8 +230,11 @@ class _Builder:
             idx, cnt = sparse_counts(entry.histogram)
             start = round(entry.start, 3)
             self.starts.setdefault(start, entry.length)
+            tag = entry.tag
+            if tag.startswith(LAG_PREFIX):
+                tag = LAG_PREFIX + _source(label, tag.removeprefix(LAG_PREFIX))
             if len(idx):
-                self.hist[entry.tag][start].append((idx, cnt))
+                self.hist[tag][start].append((idx, cnt))
 
     def _check_layout(self, histogram: HdrHistogram, path: Path) -> None:
         """All histograms must share one layout, else their counts cannot be added."""
@@ -226,6 +255,16 @@ class _Builder:
             for name in COUNTER_COLUMNS:
                 counters[name] += getattr(row, name)
 
+    def add_loadgen(self, rows: Iterable[LoadgenRow], label: str | None = None) -> None:
+        """Add loadgen rows up per source over all intervals (maxima: the largest)."""
+        for row in rows:
+            totals = self.load.setdefault(_source(label, row.source),
+                                          dict.fromkeys(LOADGEN_FIGURES, 0.0))
+            for name in LOADGEN_FIGURES:
+                value = float(getattr(row, name))
+                totals[name] = max(totals[name], value) if name in LOADGEN_MAXIMA \
+                    else totals[name] + value
+
     def finish(self, dirs: list[Path], runs: list[RunInfo],
                stats: list[dict[str, Any]]) -> RunData:
         """Align everything on the sorted union of interval starts."""
@@ -239,11 +278,21 @@ class _Builder:
         return RunData(
             dirs=dirs, runs=runs, server_stats=stats, interval_starts=starts,
             interval_lengths=np.array([self.starts[s] for s in starts.tolist()]),
-            latency={t: s for t, s in series.items() if not t.endswith(SERVICE_SUFFIX)},
+            latency={t: s for t, s in series.items()
+                     if not t.endswith(SERVICE_SUFFIX) and not t.startswith(LAG_PREFIX)},
             service={t.removesuffix(SERVICE_SUFFIX): s for t, s in series.items()
                      if t.endswith(SERVICE_SUFFIX)},
             counters={op: _columns(rows, position, len(starts)) for op, rows in self.rows.items()},
-            layout=layout)
+            layout=layout,
+            lag={t.removeprefix(LAG_PREFIX): s for t, s in series.items()
+                 if t.startswith(LAG_PREFIX)},
+            loadgen=self.load)
+
+
+def _source(label: str | None, source: str) -> str:
+    """A source's name in merged data: `<label>/<source>` when several run directories
+    are merged (each directory's `local` is another process), else as written."""
+    return f"{label}/{source}" if label else source
 
 
 def _columns(rows: dict[float, dict[str, int]], position: dict[float, int],
@@ -263,8 +312,10 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
     builder = _Builder()
     files = [read_run(path) for path in paths]
     for run in files:
-        builder.add_hlog(run.hlog)
+        label = run.path.name if len(files) > 1 else None
+        builder.add_hlog(run.hlog, label)
         builder.add_timeline(run.timeline)
+        builder.add_loadgen(run.loadgen, label)
     return builder.finish([f.path for f in files], [f.info for f in files],
                           [f.server_stats or {} for f in files])
 
@@ -304,8 +355,9 @@ def _op_summary(run: RunData, ops: list[str], hit_ops: list[str] | None = None) 
 
 def summarize(run: RunData, slo: SloSpec | None) -> Summary:
     """summary.json: what ran, from run.json (several directories: earliest start, latest
-    end), per op, total, SLO verdict (or None); before / during / after a run's faults
-    and what a gutter pool served, for runs that have them."""
+    end), per op, total, SLO verdict (or None), validity verdict (None without load
+    generator figures); before / during / after a run's faults and what a gutter pool
+    served, for runs that have them."""
     first = run.runs[0]
     started = [r.started for r in run.runs if r.started]
     ended = [r.ended for r in run.runs if r.ended]
@@ -319,9 +371,33 @@ def summarize(run: RunData, slo: SloSpec | None) -> Summary:
         ops={op: _op_summary(run, [op]) for op in run.ops},
         total=_op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS]),
         slo=evaluate(slo, run) if slo is not None else None,
+        validity=validity(run, validity_spec(run, slo)),
         phases=phase_figures(run),
         gutter=gutter_figures(run.runs, run.server_stats),
     )
+
+
+# --- validity: did the run measure the cache? -------------------------------------------
+
+
+def validity_spec(run: RunData, slo: SloSpec | None) -> ValiditySpec:
+    """The thresholds: defaults, then the scenario's `validity:` block (from run.json),
+    then the SLO's (bench.scenario.validity)."""
+    path, info = run.dirs[0], run.runs[0]
+    resolved = (info.scenario.resolved if info.scenario else None) or {}
+    scenario = parse_validity(resolved["validity"], file=str(path / RUN_JSON)) \
+        if resolved.get("validity") else None
+    return resolve(scenario, slo.validity if slo is not None else None)
+
+
+def validity(run: RunData, spec: ValiditySpec) -> Validity | None:
+    """summary.json's `validity` block (bench.analysis.validity); None for a run
+    directory without loadgen.csv (nothing to judge by). The load mode is the first
+    directory's, the asked rate the sum of every directory's (each drove its share)."""
+    loads = [r.load or {} for r in run.runs]
+    open_loop = loads[0].get("mode", "open") == "open"
+    asked = sum(rate for rate in (load.get("rate") for load in loads) if rate)
+    return judge(spec, run, open_loop, asked)
 
 
 def write_summary(run_dir: str | Path, summary: Summary) -> Path:
@@ -355,5 +431,8 @@ def slo_for(run: RunData, slo_file: str | None) -> SloSpec | None:
 
 
 def exit_code(summary: Summary) -> int:
-    """0 when the SLO is met or there is none, 1 when missed."""
+    """4 when the measurement is invalid (whatever the SLO says), else 0 when the SLO is
+    met or there is none, 1 when missed."""
+    if is_invalid(summary.validity):
+        return EXIT_INVALID
     return EXIT_FAILED if summary.slo and summary.slo.passed is False else EXIT_OK

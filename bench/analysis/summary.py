@@ -5,7 +5,8 @@ the summary; with attributes a misspelt key is an AttributeError where it is mad
 not a None three modules later. The field names are summary.json's keys, so the one
 serializer (`Summary.to_json` / `Summary.from_json`) is the file's definition:
 
-    format, scenario, started, ended, duration_s, target, completed, ops, total, slo
+    format, scenario, started, ended, duration_s, target, completed, ops, total, slo,
+    validity
     [phases]   a run with faults: before / during / after them (`Phases`)
     [gutter]   mcrouter-style routing with a gutter pool: what it served (`GutterFigures`)
 
@@ -13,8 +14,10 @@ The two in brackets are there only for runs that have them.
 
 Latency tables (`latency_us`, `service_us`) stay mappings keyed p50, p90, p99, p99.9,
 p99.99, max, mean: readers pick columns from them by those names (`PERCENTILE_KEYS`).
-The analyzer builds a Summary (`bench.analysis.runs.summarize`); reading summary.json
-back checks its format like run.json's (`bench.results.rundir.read_versioned`).
+`validity` is whether the run measured the cache at all (`bench.analysis.validity`;
+None for a run directory without loadgen.csv, and in summary.json files written before
+it existed). The analyzer builds a Summary (`bench.analysis.runs.summarize`); reading
+summary.json back checks its format like run.json's (`bench.results.rundir.read_versioned`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
+from bench.analysis.validity import Validity
 from bench.analysis.verdicts import Verdict
 from bench.results.rundir import FaultWindow, JsonRecord, RunTarget, optional
 
@@ -131,7 +135,8 @@ class GutterFigures(JsonRecord):
 
 @dataclass(frozen=True)
 class Summary(JsonRecord):
-    """summary.json: what ran (from run.json), per-op and total numbers, the SLO verdict."""
+    """summary.json: what ran (from run.json), per-op and total numbers, the SLO verdict,
+    the validity verdict."""
 
     scenario: str | None
     started: str | None
@@ -142,6 +147,7 @@ class Summary(JsonRecord):
     ops: dict[str, OpSummary]
     total: OpSummary
     slo: Verdict | None  # None without an SLO
+    validity: Validity | None = None  # None: not judged (no load generator figures)
     phases: Phases | None = None  # a run with faults
     gutter: GutterFigures | None = None  # a memcached pool with a gutter pool
 
@@ -164,5 +170,6 @@ class Summary(JsonRecord):
                                ops={op: OpSummary.from_json(o) for op, o in data["ops"].items()},
                                total=OpSummary.from_json(data["total"]),
                                slo=optional(Verdict.from_json, data.get("slo")),
+                               validity=optional(Validity.from_json, data.get("validity")),
                                phases=optional(Phases.from_json, data.get("phases")),
                                gutter=optional(GutterFigures.from_json, data.get("gutter")))

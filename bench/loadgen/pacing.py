@@ -10,16 +10,25 @@ Open loop sends on a schedule of intended start times and measures each op from 
 intended start, so a stalled server shows in the tail; closed loop sends the next op
 when the previous one is over. Both hand the executor's Samples to the recorder as they
 are (`Recorder.record_sample`), each with the time its latency counts from.
+
+Both also tell the process's LoadMeter what the harness itself did (the validity
+verdict's figures): every op's first send (`record_send`: when it was due, when it went
+out, when its user was ready to send it) and, as counters, the ops parked and the calls
+in flight. Send lag counts from the later of due and ready (`loadstats.send_lag`): a
+user still busy with a slow call when the next op is due is the server's doing, which
+that op's latency from its intended start already shows.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from bench.results.recorder import Recorder
+from bench.results.loadstats import LoadMeter
+from bench.results.recorder import INTERVAL_S, Recorder
 from bench.workload.executor import Executor, Sample, Steps
 from bench.workload.ops import Op
 
@@ -47,7 +56,7 @@ def arrival_gaps(rate_per_user: float, arrival: str, rng: np.random.Generator) -
 
 def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
                   gaps: Iterator[float], first: float, end: float, *,
-                  clock: Clock, sleep: Sleep) -> None:
+                  clock: Clock, sleep: Sleep, meter: LoadMeter | None = None) -> None:
     """Send ops on a schedule of intended start times until `end` (`clock` seconds).
 
     The schedule never waits for the server: after a stall the user sends back to back
@@ -59,6 +68,7 @@ def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
     after `end` is sent: neither the next op nor a parked op's follow-up.
     """
     record = recorder.record_sample
+    meter = meter if meter is not None else LoadMeter(INTERVAL_S)
     parked: list[tuple[float, int, Steps]] = []
     intended, ticket = first, 0
     for op in ops:
@@ -68,39 +78,53 @@ def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
             break
         while parked and parked[0][0] <= intended:
             due, _, steps = heapq.heappop(parked)
-            ticket = _step(steps, due, parked, ticket, record, clock, sleep)
-        ticket = _step(executor.begin(op), intended, parked, ticket, record, clock, sleep)
+            meter.parked -= 1
+            ticket = _step(steps, due, parked, ticket, record, clock, sleep, meter)
+        ticket = _step(executor.begin(op), intended, parked, ticket, record, clock, sleep, meter)
         intended += next(gaps)
     while parked and parked[0][0] < end:
         due, _, steps = heapq.heappop(parked)
-        ticket = _step(steps, due, parked, ticket, record, clock, sleep)
+        meter.parked -= 1
+        ticket = _step(steps, due, parked, ticket, record, clock, sleep, meter)
+    meter.parked -= len(parked)  # follow-ups due after the end are never sent
 
 
 def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], ticket: int,
-          record: Record, clock: Clock, sleep: Sleep) -> int:
+          record: Record, clock: Clock, sleep: Sleep, meter: LoadMeter) -> int:
     """Run one step of an op at its due time, record its calls, park it if it waits."""
+    ready = clock()
     wait = due - clock() - TIMER_SLACK_S
     if wait > 0:
         sleep(wait)
     done = len(steps.samples)
+    meter.in_flight += 1
     pause = steps.advance()
+    meter.in_flight -= 1
     _record_samples(record, steps.samples[done:], due)
+    if not done and steps.samples:  # the op's first call: its send against the schedule
+        meter.record_send((due, steps.samples[0].start, ready))
     if pause is not None:
         heapq.heappush(parked, (clock() + pause, ticket, steps))
+        meter.parked += 1
         ticket += 1
     return ticket
 
 
 def run_closed_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
-                    think_s: float, end: float, *, clock: Clock, sleep: Sleep) -> None:
+                    think_s: float, end: float, *, clock: Clock, sleep: Sleep,
+                    meter: LoadMeter | None = None) -> None:
     """Send the next op as soon as the previous one finished (plus think time)."""
     record, execute = recorder.record_sample, executor.execute
+    meter = meter if meter is not None else LoadMeter(INTERVAL_S)
     for op in ops:
         if clock() >= end:
             return
+        meter.in_flight += 1
         samples = execute(op)
+        meter.in_flight -= 1
         if samples:
             _record_samples(record, samples, samples[0].start)
+            meter.record_send((samples[0].start, samples[0].start, math.nan))  # no schedule
         if think_s > 0:
             sleep(think_s)
         elif not samples:

@@ -7,8 +7,10 @@ gevent, which the orchestrating process does not want.
 Who does what, per Locust process role:
 
 - every process that runs users (local runner or worker) has one `ProcessLoad`: the
-  workload, one `Recorder` shared by its users (greenlets are cooperative, so no lock),
-  and a greenlet that closes intervals and ships them;
+  workload, one `Recorder` and one `LoadMeter` shared by its users (greenlets are
+  cooperative, so no lock), a greenlet that closes intervals and ships them, and a
+  watchdog greenlet that measures how late the event loop wakes it and the process's
+  CPU (the load figures of the validity verdict, `bench.results.loadstats`);
 - the process that owns the run directory (local runner or master) has one `RunSink`
   (`sink.py`): it merges the intervals of all sources by start time, writes them as they
   become complete, snapshots server counters at the start and end of the measured window,
@@ -42,13 +44,16 @@ from bench.loadgen.pacing import TIMER_SLACK_S, arrival_gaps, run_closed_loop, r
 from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
 from bench.loadgen.sink import LOCAL_SOURCE, MSG_DONE, MSG_INTERVAL, RunSink, measure_start
 from bench.results.histograms import recorded_values
-from bench.results.recorder import Interval, Recorder
+from bench.results.loadstats import LoadMeter
+from bench.results.recorder import Interval, Recorder, with_load
 from bench.scenario.model import Scenario
 from bench.targets import open_target, parse_target
 from bench.workload.executor import Executor
 from bench.workload.ops import Workload
 
 FLUSH_EVERY_S = 0.25
+#: The watchdog sleeps this long; how much later it wakes is the event loop's blocking.
+WATCHDOG_PERIOD_S = 0.010
 GC_YOUNG_THRESHOLD = 50_000
 #: After the measured window, how long a process waits for users that never came.
 IDLE_GRACE_S = 2.0
@@ -95,14 +100,19 @@ class ProcessLoad:
         self.scenario = Scenario.from_json(cfg.scenario)
         self.workload = Workload(self.scenario, cfg.load.seed)
         self.target_info = parse_target(cfg.target_url)
-        self.recorder = Recorder(interval_s=cfg.interval_s)
+        origin = (time.time(), time.perf_counter())
+        self.recorder = Recorder(interval_s=cfg.interval_s, origin=origin)
+        self.meter = LoadMeter(interval_s=cfg.interval_s, origin=origin)
         self.measure_start = measure_from + time.perf_counter() - time.time()
         self.load_start = self.measure_start - cfg.load.warmup_s
         self.end = self.measure_start + cfg.load.duration_s
         self.recorder.discard_before(self.measure_start)
         self.recorder.close_at(self.end)
+        self.meter.window(self.measure_start, self.end)
         runner = environment.runner
         self.is_worker = isinstance(runner, WorkerRunner)
+        # The name the sink knows this process by (Locust messages carry the client id).
+        self.source = runner.client_id if self.is_worker else LOCAL_SOURCE
         self.worker_index = max(runner.worker_index, 0) if self.is_worker else 0
         opts = environment.parsed_options
         self.workers = max(getattr(opts, "cachebench_workers", 1), 1) if self.is_worker else 1
@@ -111,6 +121,7 @@ class ProcessLoad:
         self._active_users = 0
         self._done = False
         self._flusher = gevent.spawn(self._flush_loop)
+        self._watchdog = gevent.spawn(self._watch_loop)
         # A process that got no users (more processes than users in the web UI) has
         # nothing to wait for: it still has to tell the sink it is done.
         gevent.spawn_later(max(0.0, self.end - time.perf_counter()) + IDLE_GRACE_S,
@@ -153,16 +164,29 @@ class ProcessLoad:
         self._done = True
         # Let the flusher finish what it is shipping (killing it could lose an interval).
         self._flusher.join(timeout=4 * FLUSH_EVERY_S)
-        self._ship(self.recorder.flush(time.perf_counter(), final=True))
+        self._watchdog.kill()
+        self._ship(time.perf_counter(), final=True)
         _deliver(self.environment, MSG_DONE)
 
     def _flush_loop(self) -> None:
         while not self._done:
             gevent.sleep(FLUSH_EVERY_S)
             if not self._done:
-                self._ship(self.recorder.flush(time.perf_counter()))
+                self._ship(time.perf_counter())
 
-    def _ship(self, intervals: list[Interval]) -> None:
+    def _watch_loop(self) -> None:
+        """Sleep WATCHDOG_PERIOD_S at a time and tell the meter how late each wake-up
+        was (a greenlet that kept the loop busy, a GC pause) and the CPU used so far."""
+        while not self._done:
+            asleep = time.perf_counter()
+            gevent.sleep(WATCHDOG_PERIOD_S)
+            now, cpu = time.perf_counter(), os.times()
+            self.meter.sample(now, now - asleep - WATCHDOG_PERIOD_S, cpu.user, cpu.system)
+
+    def _ship(self, now: float, final: bool = False) -> None:
+        """Close what ended by `now` in the recorder and the meter, and send it."""
+        intervals = with_load(self.recorder.flush(now, final), self.meter.flush(now, final),
+                              self.source, self.cfg.interval_s)
         for interval in intervals:
             feed_locust_stats(self.environment.stats, interval)
             _deliver(self.environment, MSG_INTERVAL, interval)
@@ -248,11 +272,11 @@ class CacheUser(User):
             # + TIMER_SLACK_S: an op may start that much early, never before the load does
             first = load.load_start + TIMER_SLACK_S + rng.uniform(0, 1.0 / rate_per_user)
             run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end,
-                          clock=time.perf_counter, sleep=gevent.sleep)
+                          clock=time.perf_counter, sleep=gevent.sleep, meter=load.meter)
         else:
             gevent.sleep(max(0.0, load.load_start - time.perf_counter()))
             run_closed_loop(self.ops, self.executor, load.recorder, cfg.load.think_s, load.end,
-                            clock=time.perf_counter, sleep=gevent.sleep)
+                            clock=time.perf_counter, sleep=gevent.sleep, meter=load.meter)
         raise StopUser()
 
     def on_stop(self) -> None:

@@ -1,8 +1,10 @@
 """What the terminal shows: the summary table with SLO verdicts, and live run progress.
 
 Latencies are stored in microseconds and shown in milliseconds, the unit SLOs for
-caches are written in. Tables read a `Summary` (summary.json's content), so a table
-printed now and one printed from an old run directory look the same. Live progress reads the
+caches are written in. A run whose measurement is invalid (the load generator fell
+behind: bench.analysis.validity) leads with INVALID and ends with it instead of PASS/FAIL.
+Tables read a `Summary` (summary.json's content), so a table printed now and one printed
+from an old run directory look the same. Live progress reads the
 run directory as it is written (the load runs in Locust child processes), or takes
 numbers through `RunProgress.update`.
 """
@@ -27,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.analysis.summary import OpSummary, Summary
+from bench.analysis.validity import Validity, headline, is_invalid
 from bench.analysis.verdicts import Verdict, describe_windows, failures
 from bench.results.histograms import counts_array, percentiles_from_counts
 from bench.results.hlog import parse_interval
@@ -100,8 +103,14 @@ def slo_table(verdict: Verdict) -> Table:
 
 
 def verdict_line(summary: Summary) -> Text:
-    """The last line: PASS / FAIL and why, or that no SLO was given."""
+    """The last line: INVALID, else PASS / FAIL and why, or that no SLO was given."""
     verdict = summary.slo
+    if is_invalid(summary.validity):
+        judged = verdict is not None and verdict.passed is not None
+        would = f" (the SLO verdict would be {'PASS' if verdict.passed else 'FAIL'})" \
+            if judged else ""
+        return Text(f"INVALID: not a measurement of the cache{would}; see the top",
+                    style="bold red")
     if not verdict:
         return Text("No SLO given: nothing judged (use --slo FILE or a scenario slo: block)",
                     style="dim")
@@ -110,6 +119,26 @@ def verdict_line(summary: Summary) -> Text:
     if verdict.passed:
         return Text("PASS: SLO met", style="bold green")
     return Text("FAIL: " + "; ".join(failures(verdict)), style="bold red")
+
+
+def loadgen_line(validity: Validity) -> Text:
+    """The load generator's own figures in one line: sent against asked, send lag,
+    the busiest process's CPU, the longest event-loop stall, ops parked and in flight."""
+    parts = []
+    if validity.mode == "open":
+        parts.append(f"sent {format_percent(validity.rate_ratio, 1)} of the asked "
+                     f"{format_whole(validity.asked_rate)} ops/s")
+        lag = validity.send_lag_us or {}
+        parts.append(f"send lag p99 {format_ms(lag.get('p99'))} ms, "
+                     f"max {format_ms(lag.get('max'))} ms")
+    else:
+        parts.append(f"closed loop, {format_whole(validity.achieved_rate)} ops/s")
+    parts.append(f"CPU {format_percent(validity.cpu_max, 0)} of a core "
+                 f"({validity.cpu_max_source})")
+    parts.append(f"longest stall {format_ms(validity.stall_max_us)} ms")
+    parts.append(f"at most {validity.parked_max} parked, {validity.in_flight_max} in flight")
+    style = "bold red" if is_invalid(validity) else "dim"
+    return Text("load generator: " + "; ".join(parts), style=style)
 
 
 def header(summary: Summary) -> Text:
@@ -123,13 +152,19 @@ def header(summary: Summary) -> Text:
 
 
 def print_summary(summary: Summary, console: Console | None = None) -> None:
-    """Print the summary: header, per-op table, SLO table, final verdict line."""
+    """Print the summary: INVALID first if it is, header, per-op table, the load
+    generator's figures, SLO table, final verdict line."""
     console = console or Console()
+    invalid = headline(summary.validity)
+    if invalid:
+        console.print(Text(invalid, style="bold red"))
     console.print(header(summary))
     console.print(ops_table(summary))
     kinds = error_kinds_line(summary)
     if kinds is not None:
         console.print(kinds)
+    if summary.validity:
+        console.print(loadgen_line(summary.validity))
     if summary.slo:
         console.print(slo_table(summary.slo))
     console.print(verdict_line(summary))

@@ -122,6 +122,17 @@ def _slo(out: Exposition, summary: Summary) -> None:
         out.sample("slo_error_budget_burn_rate", verdict.errors.burn_rate)
 
 
+def _validity(out: Exposition, summary: Summary) -> None:
+    """Whether the run measured the cache at all, as a 1/0 gauge (absent when not judged)."""
+    validity = summary.validity
+    if not validity:
+        return
+    out.family("measurement_valid", "gauge",
+               "1 when the load generator kept its schedule (a measurement of the cache), "
+               "0 when it fell behind (the percentiles are the harness's).")
+    out.sample("measurement_valid", int(validity.valid))
+
+
 def to_prometheus(summary: Summary) -> str:
     """The summary in Prometheus text exposition format 0.0.4."""
     out = Exposition()
@@ -137,6 +148,7 @@ def to_prometheus(summary: Summary) -> str:
     _latency(out, summary, "service_us", True,
              "Service time from the actual send, microseconds.")
     _slo(out, summary)
+    _validity(out, summary)
     return out.text()
 
 

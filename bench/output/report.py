@@ -4,9 +4,10 @@ Why embedded PNGs: a report is mailed, attached to tickets and opened from CI ar
 with the plots inside as data: URIs it needs nothing beside it (the PNGs are also
 written next to it for slides and wikis). No JavaScript, no external CSS or fonts.
 
-Order on the page is the order of questions an SRE asks: did it meet the SLO (first
-thing, before any plot), what does the latency distribution look like, how did it move
-over time, did the servers suffer (evictions, memory, connections), and what exactly ran.
+Order on the page is the order of questions an SRE asks: is this a measurement of the
+cache at all (an INVALID banner leads when the load generator fell behind), did it meet
+the SLO (before any plot), what did the load generator do, what does the latency
+distribution look like, how did it move over time, did the servers suffer (evictions, memory, connections), and what exactly ran.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from bench.analysis.phases import PHASES, fault_windows
 from bench.analysis.runs import RunData
 from bench.analysis.summary import Summary
+from bench.analysis.validity import Validity, headline
 from bench.analysis.verdicts import Verdict, describe_windows, failures
 from bench.results.rundir import RunScenario, RunTarget
 from bench.results.histograms import percentiles_from_counts
@@ -226,6 +228,7 @@ th:first-child,td:first-child{text-align:left}
 .verdict{font-size:1.4em;font-weight:bold;padding:.6em 1em;border-radius:6px;margin:1em 0}
 .pass{background:#e6f4ea;color:#137333}.fail{background:#fce8e6;color:#a50e0e}
 .none{background:#f1f3f4;color:#555}img{max-width:100%}
+.invalid{background:#a50e0e;color:#fff}
 td.PASS{color:#137333;font-weight:bold}td.FAIL{color:#a50e0e;font-weight:bold}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:bold}
 dd{margin:0;font-family:monospace;white-space:pre-wrap}
@@ -293,6 +296,36 @@ def _slo_rows(verdict: Verdict) -> tuple[list[list[Any]], list[str]]:
 
 def _word(passed: bool | None) -> str:
     return "no data" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def invalid_html(summary: Summary) -> str:
+    """The INVALID banner, first on the page; nothing for a valid run."""
+    text = headline(summary.validity)
+    return f'<div class="verdict invalid">{_e(text)}</div>' if text else ""
+
+
+def loadgen_html(validity: Validity | None) -> str:
+    """The load generator's own figures, per load process: what the verdict judged."""
+    if not validity:
+        return "<p>No load generator figures (a run directory without loadgen.csv).</p>"
+    header = ["process", "verdict", "intended", "sent", "sent/intended", "send lag p50",
+              "p99", "p99.9", "max", "CPU of a core", "longest stall", "parked", "in flight"]
+    rows = []
+    for name, source in validity.sources.items():
+        lag = source.send_lag_us or {}
+        rows.append([name, "valid" if source.valid else "INVALID", f"{source.intended:,}",
+                     f"{source.sent:,}", format_percent(source.rate_ratio, 1),
+                     *(format_ms(lag.get(k)) for k in ("p50", "p99", "p99.9", "max")),
+                     format_percent(source.cpu, 0), format_ms(source.stall_max_us),
+                     source.parked_max, source.in_flight_max])
+    limits = validity.thresholds
+    return _table(header, rows) + (
+        f"<p>Times in ms. A process is invalid when, over the measured window, it sent "
+        f"fewer than {format_percent(limits.min_rate)} of the ops its schedule intended, "
+        f"its send-lag p99 exceeded {format_us(limits.max_send_lag_p99_us)} (open loop "
+        f"only), or it used more than {format_percent(limits.max_cpu)} of a core. Send "
+        f"lag: how much later than it could have an op went out. Stall: the latest wake-up "
+        f"of a 10 ms watchdog timer (event-loop blocking).</p>")
 
 
 def ops_html(summary: Summary) -> str:
@@ -432,8 +465,9 @@ def render(run: RunData, summary: Summary, out: Path) -> list[Path]:
     title = f"cachebench: {summary.scenario or 'run'} ({summary.started})"
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{_e(title)}</h1>{verdict_html(summary)}"
+            f"<h1>{_e(title)}</h1>{invalid_html(summary)}{verdict_html(summary)}"
             f"<h2>Per operation</h2>{ops_html(summary)}"
+            f"<h2>Load generator</h2>{loadgen_html(summary.validity)}"
             f"{sections['spectrum']}{sections['latency-over-time']}{sections['throughput']}"
             f"{sections['errors'] or errors_text}{faults_html(summary)}"
             f"<h2>Servers</h2>{server_html(run.server_stats)}{sections['node-load']}"

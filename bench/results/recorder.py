@@ -13,6 +13,9 @@ microseconds, clamped to [1 us, 60 s], clamped samples counted, never dropped.
 
 Every sample, errors included, goes into the histograms: a timeout belongs in the tail,
 and `count == latency.total_count` always holds.
+
+An `Interval` also carries, per source (load process), what the load generator itself
+did in it (`loadstats.LoadInterval`): the figures of the validity verdict.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from hdrh.histogram import HdrHistogram
 
 from bench.results.histograms import (add_histogram, decode_histogram, encode_histogram,
                                       histogram_from_values, new_histogram, to_microseconds)
+from bench.results.loadstats import LoadInterval
 
 if TYPE_CHECKING:  # only the shape: the analyzer side never loads the executor's imports
     from bench.workload.executor import Sample
@@ -90,11 +94,13 @@ _COUNTERS = ("count", "hits", "misses", "keys", "bytes", "clamped")
 
 @dataclass
 class Interval:
-    """Everything recorded for samples that completed in [start, start + length)."""
+    """Everything recorded for samples that completed in [start, start + length), and
+    each source's load figures for that time (`sources`: source name -> LoadInterval)."""
 
     start: float
     length: float
     ops: dict[str, OpInterval] = field(default_factory=dict)
+    sources: dict[str, LoadInterval] = field(default_factory=dict)
 
     def merge(self, other: Interval) -> Interval:
         """Add another worker's interval with the same start into this one; returns self."""
@@ -103,19 +109,34 @@ class Interval:
                              f"into {self.start}+{self.length}s")
         for name, op in other.ops.items():
             self.ops.setdefault(name, OpInterval()).merge(op)
+        for source, load in other.sources.items():
+            self.sources.setdefault(source, LoadInterval()).merge(load)
         return self
 
     def to_message(self) -> dict[str, Any]:
         """JSON-able form, for Locust worker -> master messages."""
         return {"start": self.start, "length": self.length,
-                "ops": {name: op.to_message() for name, op in self.ops.items()}}
+                "ops": {name: op.to_message() for name, op in self.ops.items()},
+                "sources": {name: load.to_message() for name, load in self.sources.items()}}
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Interval:
         """Inverse of `to_message`."""
         return cls(start=float(message["start"]), length=float(message["length"]),
                    ops={name: OpInterval.from_message(op)
-                        for name, op in message["ops"].items()})
+                        for name, op in message["ops"].items()},
+                   sources={name: LoadInterval.from_message(load)
+                            for name, load in message["sources"].items()})
+
+
+def with_load(intervals: list[Interval], pieces: list[tuple[float, LoadInterval]],
+              source: str, interval_s: float) -> list[Interval]:
+    """A Recorder's closed intervals with a LoadMeter's pieces (flushed at the same time)
+    attached as `source`'s; a piece without samples gets an interval of its own."""
+    by_start = {interval.start: interval for interval in intervals}
+    for start, piece in pieces:
+        by_start.setdefault(start, Interval(start, interval_s)).sources[source] = piece
+    return [by_start[start] for start in sorted(by_start)]
 
 
 class Recorder:

@@ -6,12 +6,39 @@ timeline.csv, so it can be analysed like any other. Files (docs/internals.md):
 
     run.json           written at start (status "running"), rewritten atomically at the end;
                        its content is `RunInfo`, owned by `RunWriter`
-    latency.hlog       HdrHistogram log 1.3: per interval and op, Tag=<op> and Tag=<op>.service
+    latency.hlog       HdrHistogram log 1.3: per interval and op, Tag=<op> and Tag=<op>.service;
+                       per interval and source, Tag=_lag:<source> (send lag, below)
     timeline.csv       one row per interval per op (columns: TIMELINE_COLUMNS)
+    loadgen.csv        one row per interval per source (columns: LOADGEN_COLUMNS, below)
     server-stats.json  {"kind", "before", "after"}; snapshots {"taken_at", "nodes"}
 
-timeline.csv is plain comma-separated text without quoting: op names are hlog tags,
-which cannot hold commas or spaces.
+timeline.csv and loadgen.csv are plain comma-separated text without quoting: op names
+are hlog tags, which cannot hold commas or spaces, and so are source names.
+
+loadgen.csv and the `_lag:<source>` histograms are what the load generator itself did,
+per load process (a *source*: `local` for a single-process run, else the Locust worker's
+node id), over the measured window only: the figures of the validity verdict
+(bench.analysis.validity). Columns of loadgen.csv:
+
+    start         interval start, epoch seconds (the intervals of timeline.csv)
+    source        the load process
+    cpu_user_s    CPU seconds the process spent in user mode in the interval
+    cpu_system_s  ... and in the kernel (os.times(); a whole core for 1 s = 1.0 in total)
+    stall_max_us  event-loop blocking: the latest wake-up of a watchdog that sleeps 10 ms
+                  (about 1 ms when nothing blocks: gevent's timer granularity)
+    parked        most ops parked at once (waiting client-side: regeneration, lock hold)
+    in_flight     most users inside a protocol call at once (mostly waiting for a reply)
+    intended      ops whose intended start is in the interval (open loop; closed: = sent)
+    sent          ops whose first call went out in the interval
+
+`parked` and `in_flight` are sampled at each watchdog tick. The `_lag:<source>` tag
+holds the send lag of the first call of every op sent in the interval (open loop only),
+in us: how much later than it could have the op went out, counted from its intended
+start, or from when its user was free to send it if that is later (a user waiting for a
+slow reply is not the harness falling behind). Rows or hlog lines with the same start
+and source (an op sent after its interval was written) add up. A tag name starting with
+`_` never collides with an op: op names are protocol commands. A run directory written
+before loadgen.csv existed has neither: it is not judged.
 
 run.json and summary.json carry `"format": 1`. A reader refuses a format it does not
 know (a newer cachebench wrote the file) in one line, and reads a file without `format`
@@ -31,24 +58,31 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, Self, TextIO, TypeVar
 
 from bench.errors import InputError, TargetError
 from bench.results.hlog import HlogWriter
+from bench.results.loadstats import LoadInterval
 from bench.results.recorder import INTERVAL_S, Interval, OpInterval
 from bench.vocabulary import ERROR_KINDS
 
 RUN_JSON = "run.json"
 LATENCY_HLOG = "latency.hlog"
 TIMELINE_CSV = "timeline.csv"
+LOADGEN_CSV = "loadgen.csv"
 SERVER_STATS_JSON = "server-stats.json"
 SUMMARY_JSON = "summary.json"
 
 TIMELINE_COLUMNS = ("start", "length", "op", "count", "hits", "misses", "keys", "errors",
                     *(f"errors_{kind}" for kind in ERROR_KINDS), "bytes", "clamped")
+LOADGEN_COLUMNS = ("start", "source", "cpu_user_s", "cpu_system_s", "stall_max_us", "parked",
+                   "in_flight", "intended", "sent")
 FINAL_STATUSES = ("completed", "interrupted", "aborted")
 SERVICE_SUFFIX = ".service"
-HLOG_COMMENT = f"Tag=<op> latency from intended start, Tag=<op>{SERVICE_SUFFIX} service time"
+#: hlog tags of send-lag histograms: LAG_PREFIX + source.
+LAG_PREFIX = "_lag:"
+HLOG_COMMENT = (f"Tag=<op> latency from intended start, Tag=<op>{SERVICE_SUFFIX} service time, "
+                f"Tag={LAG_PREFIX}<source> send lag of a load process")
 #: The run.json formats this harness reads; it writes the last.
 RUN_FORMATS = (1,)
 #: A file without `format` was written before formats existed: it is format 1.
@@ -139,20 +173,56 @@ class TimelineRow(NamedTuple):
     @classmethod
     def parse(cls, fields: list[str]) -> TimelineRow:
         """A row from its CSV fields; ValueError naming the column if one is malformed."""
-        if len(fields) != len(TIMELINE_COLUMNS):
-            raise ValueError(f"expected {len(TIMELINE_COLUMNS)} columns, got {len(fields)}")
-        values: list[Any] = []
-        for column, text in zip(TIMELINE_COLUMNS, fields):
-            convert = _COLUMN_TYPES.get(column, int)
-            try:
-                values.append(convert(text))
-            except ValueError:
-                raise ValueError(f"column {column}: expected {convert.__name__}, "
-                                 f"got {text!r}") from None
-        return cls(*values)
+        return cls(*_parse_fields(fields, TIMELINE_COLUMNS))
 
 
-_COLUMN_TYPES: dict[str, type] = {"start": float, "length": float, "op": str}
+class LoadgenRow(NamedTuple):
+    """One loadgen.csv row: one source (load process) in one interval."""
+
+    start: float
+    source: str
+    cpu_user_s: float
+    cpu_system_s: float
+    stall_max_us: int
+    parked: int
+    in_flight: int
+    intended: int
+    sent: int
+
+    @classmethod
+    def of(cls, interval: Interval, source: str, load: LoadInterval) -> LoadgenRow:
+        return cls(interval.start, source, load.cpu_user_s, load.cpu_system_s,
+                   load.stall_max_us, load.parked, load.in_flight, load.intended, load.sent)
+
+    def to_csv(self) -> str:
+        """The CSV line: times to the millisecond, CPU to the microsecond."""
+        return ",".join((f"{self.start:.3f}", self.source, f"{self.cpu_user_s:.6f}",
+                         f"{self.cpu_system_s:.6f}", *(str(value) for value in self[4:])))
+
+    @classmethod
+    def parse(cls, fields: list[str]) -> LoadgenRow:
+        """A row from its CSV fields; ValueError naming the column if one is malformed."""
+        return cls(*_parse_fields(fields, LOADGEN_COLUMNS))
+
+
+_COLUMN_TYPES: dict[str, type] = {"start": float, "length": float, "op": str, "source": str,
+                                  "cpu_user_s": float, "cpu_system_s": float}
+
+
+def _parse_fields(fields: list[str], columns: tuple[str, ...]) -> list[Any]:
+    """CSV fields converted by column (ints unless _COLUMN_TYPES says otherwise);
+    ValueError naming the column if one is malformed."""
+    if len(fields) != len(columns):
+        raise ValueError(f"expected {len(columns)} columns, got {len(fields)}")
+    values: list[Any] = []
+    for column, text in zip(columns, fields):
+        convert = _COLUMN_TYPES.get(column, int)
+        try:
+            values.append(convert(text))
+        except ValueError:
+            raise ValueError(f"column {column}: expected {convert.__name__}, "
+                             f"got {text!r}") from None
+    return values
 
 
 class JsonRecord:
@@ -347,21 +417,26 @@ class RunWriter:
         # no interval has a negative timestamp (HdrHistogram's tools would skip it).
         self._hlog = HlogWriter(self._hlog_file,
                                 math.floor(start_time / interval_s) * interval_s, HLOG_COMMENT)
-        self._timeline = open(self.path / TIMELINE_CSV, "w", encoding="utf-8", newline="")
-        self._timeline.write(",".join(TIMELINE_COLUMNS) + "\n")
-        self._timeline.flush()
+        self._timeline = _csv_file(self.path / TIMELINE_CSV, TIMELINE_COLUMNS)
+        self._loadgen = _csv_file(self.path / LOADGEN_CSV, LOADGEN_COLUMNS)
         self.finished = False
 
     def write_interval(self, interval: Interval) -> None:
-        """Append the interval's hlog lines and timeline rows, ops in name order, and flush."""
+        """Append the interval's hlog lines, timeline and loadgen rows (ops, then sources,
+        in name order), and flush."""
         for op in sorted(interval.ops):
             numbers = interval.ops[op]
             self._hlog.write(op, interval.start, interval.length, numbers.latency)
             self._hlog.write(op + SERVICE_SUFFIX, interval.start, interval.length,
                              numbers.service)
             self._timeline.write(TimelineRow.of(interval, op, numbers).to_csv() + "\n")
-        self._hlog.flush()
-        self._timeline.flush()
+        for source in sorted(interval.sources):
+            load = interval.sources[source]
+            if load.lag.total_count:
+                self._hlog.write(LAG_PREFIX + source, interval.start, interval.length, load.lag)
+            self._loadgen.write(LoadgenRow.of(interval, source, load).to_csv() + "\n")
+        for out in (self._hlog, self._timeline, self._loadgen):
+            out.flush()
 
     def write_server_stats(self, before: dict[str, Any], after: dict[str, Any] | None,
                            kind: str) -> None:
@@ -383,8 +458,8 @@ class RunWriter:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, got {status!r}")
         if self.finished:
             raise RuntimeError(f"run {self.path} already finished as {self.info.status}")
-        self._hlog_file.close()
-        self._timeline.close()
+        for out in (self._hlog_file, self._timeline, self._loadgen):
+            out.close()
         self.info = replace(self.info, ended=iso_utc(time.time() if ended is None else ended),
                             status=status, completed=status == "completed",
                             reason=reason or None)
@@ -413,6 +488,14 @@ class RunWriter:
             self.finish("aborted" if issubclass(exc_type, TargetError) else "interrupted")
 
 
+def _csv_file(path: Path, columns: tuple[str, ...]) -> TextIO:
+    """A CSV file opened for appending rows, its header written and flushed."""
+    out = open(path, "w", encoding="utf-8", newline="")
+    out.write(",".join(columns) + "\n")
+    out.flush()
+    return out
+
+
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to a temp file and rename it over `path`: readers never see half a file."""
     temp = path.with_name(f".{path.name}.tmp")
@@ -426,13 +509,16 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 @dataclass
 class RunFiles:
-    """What a run directory holds, as read by `read_run` (hlog: read with hlog.read_hlog)."""
+    """What a run directory holds, as read by `read_run` (hlog: read with hlog.read_hlog).
+
+    `loadgen` is empty for a run directory written before loadgen.csv existed."""
 
     path: Path
     info: RunInfo
     timeline: list[TimelineRow]
     server_stats: dict[str, Any] | None
     hlog: Path
+    loadgen: list[LoadgenRow]
 
 
 def read_run(path: str | Path) -> RunFiles:
@@ -446,10 +532,13 @@ def read_run(path: str | Path) -> RunFiles:
         if not (run / name).is_file():
             raise InputError(f"not a run directory: {name} is missing", file=str(run))
     stats_path = run / SERVER_STATS_JSON
+    loadgen_path = run / LOADGEN_CSV
     return RunFiles(path=run, info=info,
                     timeline=read_timeline(run / TIMELINE_CSV),
                     server_stats=_read_json(stats_path) if stats_path.is_file() else None,
-                    hlog=run / LATENCY_HLOG)
+                    hlog=run / LATENCY_HLOG,
+                    loadgen=_read_rows(loadgen_path, LOADGEN_COLUMNS, LoadgenRow.parse)
+                    if loadgen_path.is_file() else [])
 
 
 def read_run_info(path: str | Path) -> RunInfo:
@@ -490,15 +579,24 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_timeline(path: str | Path) -> list[TimelineRow]:
     """All rows of a timeline.csv; a last line cut short by an interrupted run is skipped."""
+    return _read_rows(path, TIMELINE_COLUMNS, TimelineRow.parse)
+
+
+Row = TypeVar("Row")
+
+
+def _read_rows(path: str | Path, columns: tuple[str, ...],
+               parse: Callable[[list[str]], Row]) -> list[Row]:
+    """The rows of one of our CSV files, checked against its header; a last line cut
+    short by an interrupted run is skipped, any other bad line is an InputError."""
     with open(path, encoding="utf-8", newline="") as lines:
         header = lines.readline().rstrip("\r\n")
-        if header != ",".join(TIMELINE_COLUMNS):
-            raise InputError(f"expected the header {','.join(TIMELINE_COLUMNS)}",
-                             file=str(path), line=1)
+        if header != ",".join(columns):
+            raise InputError(f"expected the header {','.join(columns)}", file=str(path), line=1)
         rows = []
         for number, line in enumerate(lines, start=2):
             try:
-                rows.append(TimelineRow.parse(line.rstrip("\r\n").split(",")))
+                rows.append(parse(line.rstrip("\r\n").split(",")))
             except ValueError as exc:
                 if line.endswith("\n"):
                     raise InputError(str(exc), file=str(path), line=number) from None

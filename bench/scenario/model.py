@@ -24,6 +24,7 @@ examples, each saying what it models and where its numbers come from)::
     load: {mode: open, rate: 20k/s, arrival: poisson, users: 32, think: 0s,
            duration: 60s, warmup: 10s, prefill: true}       # closed: users + think
     slo: {objectives: [...], errors: {max: 0.1%}}           # bench.scenario.slo's format
+    validity: {min_rate: 95%, max_send_lag_p99: 1ms, max_cpu: 90%}  # bench.scenario.validity
     faults:                        # only against servers `bench cluster up` started
       - {kind: stall, node: 2, at: 10s, duration: 5s}       # kill, restart (no duration)
     keyspaces:
@@ -84,6 +85,7 @@ from bench.scenario import distributions as dist
 from bench.scenario import keys as mwkeys
 from bench.scenario.slo import SloSpec, parse_slo
 from bench.scenario.trace import read_trace
+from bench.scenario.validity import ValiditySpec, parse_validity
 from bench.scenario.yamldoc import StrictModel, YamlDoc, error_at, input_error
 from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
 from bench.vocabulary import ALL_OPS, COUNTER_OPS, entry_op
@@ -780,8 +782,12 @@ class Scenario(StrictModel):
                             pattern=r"^[\x21-\x7e]+$")
     load: Load = Load(rate=1000)
     slo: Annotated[SloSpec | None, BeforeValidator(
-        lambda value, info: _parse_slo(value, (info.context or {}).get("file")),
+        lambda value, info: _parse_block(parse_slo, "slo", value, (info.context or {}).get("file")),
         json_schema_input_type=SloSpec | None)] = None
+    validity: Annotated[ValiditySpec | None, BeforeValidator(
+        lambda value, info: _parse_block(parse_validity, "validity", value,
+                                         (info.context or {}).get("file")),
+        json_schema_input_type=ValiditySpec | None)] = None
     keyspaces: list[KeySpace] = Field(min_length=1)
     faults: list[Fault] = []
 
@@ -809,8 +815,10 @@ class Scenario(StrictModel):
 
         Valid input again: `Scenario.from_json(s.to_json())` equals `s`.
         """
-        data = self.model_dump(mode="json", exclude={"slo"}, exclude_none=True)
+        data = self.model_dump(mode="json", exclude={"slo", "validity"}, exclude_none=True)
         data["slo"] = self.slo.to_data() if self.slo else None
+        if self.validity:
+            data["validity"] = self.validity.to_data()
         return _stringify_keys(data)
 
     @classmethod
@@ -819,15 +827,17 @@ class Scenario(StrictModel):
         return validate_data(data, file=file)
 
 
-def _parse_slo(value: Any, file: str | None) -> SloSpec | None:
-    """The `slo:` block, validated by bench.scenario.slo; its error becomes ours, with the line."""
-    if value is None or isinstance(value, SloSpec):
+def _parse_block(parse: Callable[[Any, str | None], BaseModel], name: str, value: Any,
+                 file: str | None) -> BaseModel | None:
+    """Block `name`, validated by its own module (`slo:` by bench.scenario.slo, `validity:`
+    by bench.scenario.validity); its error becomes ours, with the line."""
+    if value is None or isinstance(value, BaseModel):
         return value
     try:
-        return parse_slo(value, file)
+        return parse(value, file)
     except InputError as err:
-        path = tuple(int(p) if p.isdigit() else p
-                     for p in re.split(r"[.\[\]]+", err.field or "") if p and p != "slo")
+        parts = [p for p in re.split(r"[.\[\]]+", err.field or "") if p]
+        path = tuple(int(p) if p.isdigit() else p for p in parts[parts[:1] == [name]:])
         raise error_at(path, str(err).removeprefix(f"{file}: " if file else "")
                        .removeprefix(f"{err.field}: ")) from None
 

@@ -11,13 +11,15 @@ An SLO file (or a scenario's `slo:` block) looks like::
     window: 10s                       # also judge every 10 s window ...
     windows_compliant: 99%            # ... and require 99% of them to meet each objective
     regression: {tolerance: 10%}      # `bench compare`: tolerated relative increase
+    validity: {max_cpu: 80%}          # the measurement's own checks (validity.py)
 
 "Under 2 ms" means "<= 2 ms" (bench.analysis.verdicts says how it is judged).
 
 The scenario model validates `slo:` blocks with `parse_slo`; SLO files and scenarios
 name mistakes alike (bench.scenario.yamldoc). An objective may name only the ops that
 results carry (`vocabulary.RECORDED_OPS`): any other name is a typo that would make it
-silently judge nothing.
+silently judge nothing. A `validity:` block overrides the thresholds of the validity
+verdict (the spec: bench.scenario.validity) over the scenario's own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from bench.errors import InputError
+from bench.scenario.validity import ValiditySpec
 from bench.scenario.yamldoc import StrictModel, error_path, field_path
 from bench.units import format_percent, format_us, parse_duration, parse_fraction
 from bench.vocabulary import RECORDED_OPS
@@ -118,6 +121,7 @@ class SloSpec(_SloModel):
     window_s: WindowS | None = Field(default=None, alias="window")
     windows_compliant: Fraction01 | None = None
     regression: RegressionPolicy | None = None
+    validity: ValiditySpec | None = None
 
     @model_validator(mode="after")
     def _window_pair(self) -> SloSpec:
@@ -146,6 +150,8 @@ class SloSpec(_SloModel):
             data["windows_compliant"] = format_percent(self.windows_compliant or 0.0)
         if self.regression:
             data["regression"] = {"tolerance": format_percent(self.regression.tolerance)}
+        if self.validity:
+            data["validity"] = self.validity.to_data()
         return {key: value for key, value in data.items() if value is not None}
 
 
