@@ -380,14 +380,15 @@ def _on_free_port(port: int, start: Callable[[int], LocalServer]) -> LocalServer
 
 
 def start_memcached(port: int, workdir: str | Path, memory_mb: int = 64, threads: int = 2,
-                    name: str = "memcached") -> LocalServer:
-    """memcached on 127.0.0.1:`port` (0: a free port), log in `workdir`/`name`.log."""
+                    name: str = "memcached", extra_args: Sequence[str] = ()) -> LocalServer:
+    """memcached on 127.0.0.1:`port` (0: a free port), log in `workdir`/`name`.log;
+    `extra_args` go last, so they override the flags before them (`-t 4`)."""
     binary = find_binaries("memcached")["memcached"]
     log = Path(workdir).absolute() / f"{name}.log"
 
     def start(p: int) -> LocalServer:
         argv = [binary, "-l", HOST, "-p", str(p), "-U", "0", "-m", str(memory_mb),
-                "-t", str(threads)]
+                "-t", str(threads), *extra_args]
         if os.geteuid() == 0:  # memcached refuses to run as root without -u
             argv += ["-u", "root"]
         return _launch(LocalServer(name=name, kind="memcached", protocol="memcached", port=p,

@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, cluster
+from bench import __version__, cluster, machine
 from bench.analysis import runs as analyze
 from bench.output import console
 from bench.output import report
@@ -179,6 +179,7 @@ def run_info(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetIn
                      "servers": versions},
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(),
                  "cpus": os.cpu_count()},
+        "machine": machine.fingerprint(),
         "argv": sys.argv,
         "interval_s": 1.0,
     }
@@ -297,6 +298,8 @@ def run_command(args: Namespace) -> int:
     if plan.prefill:
         prefill(info, workload, args.quiet)
     info_json = run_info(args, scenario, plan, info, slo, versions)
+    with open_target(info, timeout=2.0) as client:
+        info_json["calibration"] = machine.calibrate(client, scenario.key_prefix + "calibration")
     config = run_config(args, scenario, plan, url, run_dir, info_json)
     proc = launch_locust(locust_argv(args, plan, run_dir, info.redacted), config, run_dir)
     if args.master:

@@ -18,6 +18,7 @@ directories always give the same verdict.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 
 from bench.analysis.runs import Layout, RunData, TagSeries, load_runs, percentiles_from_counts
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.machine import calibration_ratio, differences
 from bench.units import parse_duration, parse_fraction
 
 STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
@@ -179,6 +181,67 @@ def compare(baseline: RunData, candidate: RunData, tolerance: Tolerance) -> list
     return [row for op in ops for row in compare_op(op, baseline, candidate, tolerance)]
 
 
+# --- paired rounds (bench regress) -------------------------------------------------------
+
+MIN_ROUNDS = 3
+
+
+def compare_rounds(baselines: Sequence[RunData], candidates: Sequence[RunData],
+                   tolerance: Tolerance) -> list[Row]:
+    """Every op of either side, every statistic, judged on paired rounds: round k's
+    baseline run against round k's candidate run (see PAIRED_TEST)."""
+    ops = sorted({op for run in (*baselines, *candidates) for op in run.latency})
+    return [row for op in ops for row in _paired_op(op, baselines, candidates, tolerance)]
+
+
+def _round_values(runs: Sequence[RunData], op: str) -> np.ndarray:
+    """Whole-run STATS of `op` in each run (rounds x stats), NaN where it did not run."""
+    pcts = [p for _, p in STATS]
+    return np.array([percentiles_from_counts(run.latency[op].total_counts(), pcts, run.layout)
+                     if op in run.latency else np.full(len(pcts), np.nan) for run in runs])
+
+
+def _paired_op(op: str, baselines: Sequence[RunData], candidates: Sequence[RunData],
+               tolerance: Tolerance) -> list[Row]:
+    """The rows of one op over paired rounds; rounds where one side lacks the op are left
+    out of the pairing."""
+    base, cand = _round_values(baselines, op), _round_values(candidates, op)
+    paired = ~np.isnan(base[:, 0]) & ~np.isnan(cand[:, 0])
+    counts = tuple(sum(len(run.latency[op].interval) for run in runs if op in run.latency)
+                   for runs in (baselines, candidates))
+    if not paired.any():
+        where = "baseline" if counts[0] else "candidate"
+        return [Row(op, stat, None, None, None, None, None, None, None, counts,
+                    f"only in {where}") for stat, _ in STATS]
+    logs = np.log(base[paired]), np.log(cand[paired])
+    rows = []
+    for j, (stat, _) in enumerate(STATS):
+        b, c = float(np.exp(logs[0][:, j].mean())), float(np.exp(logs[1][:, j].mean()))
+        if paired.sum() < MIN_ROUNDS:
+            rows.append(Row(op, stat, b, c, c - b, c / b - 1, None, None, None, counts,
+                            "not enough data"))
+            continue
+        p_value, low, high = paired_log_test(logs[1][:, j] - logs[0][:, j])
+        rows.append(Row(op, stat, b, c, c - b, c / b - 1, low, high, p_value, counts,
+                        _verdict(c / b - 1, c - b, p_value, low, high, tolerance)))
+    return rows
+
+
+def paired_log_test(log_ratios: np.ndarray) -> tuple[float, float, float]:
+    """(two-sided p, CI low, CI high) of a one-sample t-test of ln(candidate/baseline)
+    against 0; the CI is of exp(mean) - 1, the relative change. Identical ratios in
+    every round (values in the same histogram bucket) are certain: p 1 at 0, else 0."""
+    from scipy.stats import ttest_1samp
+
+    if np.ptp(log_ratios) == 0:
+        change = float(np.exp(log_ratios[0]) - 1)
+        return (1.0 if change == 0 else 0.0), change, change
+    result = ttest_1samp(log_ratios, 0.0)
+    interval = result.confidence_interval(CONFIDENCE)
+    return (float(result.pvalue), float(np.expm1(interval.low)),
+            float(np.expm1(interval.high)))
+
+
 # --- outputs ---------------------------------------------------------------------------
 
 
@@ -198,6 +261,23 @@ def _p(row: Row) -> str:
     return "-" if row.p_value is None else f"{row.p_value:.2g}"
 
 
+@dataclass(frozen=True)
+class Test:
+    """How the rows were judged, in the words the reports use."""
+
+    command: str   # the report's title: `cachebench compare`
+    p_column: str  # the p-value's column header in Markdown
+    sentence: str  # what makes a change real
+
+
+RANK_TEST = Test("compare", "p (MWU)",
+                 f"A change is real when the Mann-Whitney U test of per-interval values gives "
+                 f"p < {ALPHA:g} and the {CONFIDENCE:.0%} bootstrap CI of the relative change "
+                 f"excludes 0.")
+PAIRED_TEST = Test("regress", "p (paired t)",
+                   f"Rounds ran alternately (ABBA); a change is real when a paired t-test of "
+                   f"the per-round log ratios candidate/baseline gives p < {ALPHA:g} and its "
+                   f"{CONFIDENCE:.0%} CI excludes 0. Values are geometric means over rounds.")
 COLUMNS = ("op", "stat", "baseline ms", "candidate ms", "delta ms", "change",
            f"{CONFIDENCE:.0%} CI", "p (MWU)", "verdict")
 TERMINAL = ("op", "stat", "baseline ms", "candidate ms", "change", f"{CONFIDENCE:.0%} CI",
@@ -243,15 +323,16 @@ def print_table(rows: list[Row], tolerance: Tolerance, console: Any = None) -> N
                   style="bold red" if any(r.regression for r in rows) else "bold green")
 
 
-def to_markdown(rows: list[Row], tolerance: Tolerance, names: tuple[str, str]) -> str:
-    """A GitHub-flavoured Markdown report for a pull-request comment."""
+def to_markdown(rows: list[Row], tolerance: Tolerance, names: tuple[str, str],
+                test: Test = RANK_TEST, notes: Sequence[str] = ()) -> str:
+    """A GitHub-flavoured Markdown report for a pull-request comment; `notes` are lines
+    shown under the verdict (e.g. the machines' calibration ratio)."""
     status = ":x:" if any(r.regression for r in rows) else ":white_check_mark:"
-    lines = [f"### cachebench compare {status}", "",
-             f"**{headline(rows, tolerance)}**", "",
-             f"Baseline `{names[0]}`, candidate `{names[1]}`. A change is real when the "
-             f"Mann-Whitney U test of per-interval values gives p < {ALPHA:g} and the "
-             f"{CONFIDENCE:.0%} bootstrap CI of the relative change excludes 0.", "",
-             "| " + " | ".join(COLUMNS) + " |",
+    header = [test.p_column if c == COLUMNS[7] else c for c in COLUMNS]
+    lines = [f"### cachebench {test.command} {status}", "",
+             f"**{headline(rows, tolerance)}**", "", *(f"{note}  " for note in notes),
+             f"Baseline `{names[0]}`, candidate `{names[1]}`. {test.sentence}", "",
+             "| " + " | ".join(header) + " |",
              "|" + "|".join("---" if c in ("op", "stat", "verdict") else "---:"
                             for c in COLUMNS) + "|"]
     for row in rows:
@@ -286,9 +367,9 @@ def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, "unicode") + "\n"
 
 
-def tolerance_for(args: Any) -> Tolerance:
-    """--tolerance; when not given, the --slo file's regression.tolerance, else 10%;
-    --min-delta as the absolute floor."""
+def tolerance_for(args: Any, default: str = DEFAULT_TOLERANCE) -> Tolerance:
+    """--tolerance; when not given, the --slo file's regression.tolerance, else `default`
+    (10% for compare); --min-delta as the absolute floor."""
     from bench.scenario.slo import load_slo
 
     try:
@@ -300,7 +381,7 @@ def tolerance_for(args: Any) -> Tolerance:
         if spec.regression is not None:
             return Tolerance(spec.regression.tolerance, min_delta_us)
     try:
-        return Tolerance(parse_fraction(args.tolerance or DEFAULT_TOLERANCE), min_delta_us)
+        return Tolerance(parse_fraction(args.tolerance or default), min_delta_us)
     except ValueError as err:
         raise InputError(str(err), field="--tolerance") from None
 
@@ -322,13 +403,54 @@ def _with_data(path: str) -> RunData:
     return run
 
 
+def machine_notes(baseline: RunData, candidate: RunData, names: tuple[str, str],
+                  allow_other_machine: bool) -> list[str]:
+    """What to say beside the verdict about where the two runs were measured.
+
+    One machine class (bench.machine): nothing. Two: refused (exit 2), since the
+    difference would be the machines', unless allowed; then which fields differ and the
+    ratio of the two machines' calibration round trips. A run.json without a fingerprint
+    (recorded before runs had one): a line saying that nobody can tell.
+    """
+    machines = [run.runs[0].get("machine") for run in (baseline, candidate)]
+    if not all(machines):
+        missing = " and ".join(name for name, found in zip(names, machines) if not found)
+        return [f"machine: not recorded in {missing}; cannot tell whether both runs come "
+                f"from one machine"]
+    differ = "; ".join(differences(*machines))
+    if not differ:
+        return []
+    if not allow_other_machine:
+        raise InputError(f"recorded on another machine than the candidate ({differ}), so "
+                         f"the difference would be the machines'; measure both sides on one "
+                         f"machine with `bench regress`, or give --allow-other-machine",
+                         file=str(Path(names[0]) / "run.json"), field="machine")
+    return [f"machine: the baseline comes from another machine ({differ})",
+            calibration_ratio(baseline.runs[0].get("calibration"),
+                              candidate.runs[0].get("calibration"))]
+
+
+def publish(rows: list[Row], tolerance: Tolerance, names: tuple[str, str],
+            markdown: str | None, junit: str | None, test: Test = RANK_TEST,
+            notes: Sequence[str] = ()) -> int:
+    """Print the table and the notes, write the Markdown and JUnit files asked for, and
+    return the exit code: 1 on a regression, 0 otherwise (`bench compare` and `bench
+    regress` share this contract)."""
+    print_table(rows, tolerance)
+    for note in notes:
+        print(note)
+    if markdown:
+        _write(markdown, to_markdown(rows, tolerance, names, test, notes))
+    if junit:
+        _write(junit, to_junit(rows, tolerance))
+    return EXIT_FAILED if any(r.regression for r in rows) else EXIT_OK
+
+
 def command(args: Any) -> int:
     """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise."""
     tolerance = tolerance_for(args)
-    rows = compare(_with_data(args.baseline), _with_data(args.candidate), tolerance)
-    print_table(rows, tolerance)
-    if args.markdown:
-        _write(args.markdown, to_markdown(rows, tolerance, (args.baseline, args.candidate)))
-    if args.junit:
-        _write(args.junit, to_junit(rows, tolerance))
-    return EXIT_FAILED if any(r.regression for r in rows) else EXIT_OK
+    baseline, candidate = _with_data(args.baseline), _with_data(args.candidate)
+    names = (args.baseline, args.candidate)
+    notes = machine_notes(baseline, candidate, names, args.allow_other_machine)
+    rows = compare(baseline, candidate, tolerance)
+    return publish(rows, tolerance, names, args.markdown, args.junit, notes=notes)
