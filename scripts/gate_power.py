@@ -88,6 +88,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tolerances", default="5%,10%,20%",
                         help="tolerances to judge at (default 5%%,10%%,20%%)")
     parser.add_argument("--out", help="where the rounds go (default results/gate-power-<time>)")
+    parser.add_argument("--from", dest="previous", metavar="DIR",
+                        help="measure nothing: judge the rounds of an earlier run in DIR again")
     args = parser.parse_args(argv)
     args.budget_s = parse_duration(args.budget)
     args.delays_s = [parse_duration(d) for d in args.delays.split(",")]
@@ -181,8 +183,10 @@ def _rate(flags: list[bool]) -> str:
     return f"{sum(flags)}/{len(flags)}" if flags else "-"
 
 
-def _report(done: list[Comparison], args: argparse.Namespace, run_seconds: float) -> None:
-    """The table: one line per (rounds, tolerance)."""
+def _report(done: list[Comparison], args: argparse.Namespace,
+            run_seconds: float | None) -> None:
+    """The table: one line per (rounds, tolerance); the gate's time from the mean time
+    of a run (unknown when judging an earlier run again)."""
     judge = Judge()
     aa = [c for c in done if c.delay_s == 0]
     header = ["rounds", "tol", "false pos", *(_us(d) for d in args.delays_s), "caught>=95%",
@@ -201,7 +205,7 @@ def _report(done: list[Comparison], args: argparse.Namespace, run_seconds: float
             ok_fp = bool(fp) and sum(fp) <= FALSE_POSITIVES * len(fp)
             smallest = next((d for i, d in enumerate(args.delays_s) if all(caught[i:])), None)
             cells.append(_us(smallest) if ok_fp and smallest is not None else "-")
-            cells.append(f"{2 * rounds * run_seconds:.0f} s")
+            cells.append("-" if run_seconds is None else f"{2 * rounds * run_seconds:.0f} s")
             mark = " <- bench regress default" if (
                 rounds == args.default_rounds and tolerance == args.default_tolerance) else ""
             print("  ".join(f"{c:>11}" for c in cells) + mark)
@@ -214,8 +218,26 @@ def _report(done: list[Comparison], args: argparse.Namespace, run_seconds: float
                 f"{r.op} {r.stat} {r.relative:+.0%}" for r in rows))
 
 
+def _previous(args: argparse.Namespace) -> list[Comparison]:
+    """The comparisons of an earlier run (NNN-aa, NNN-50us, ... with their rounds)."""
+    found = []
+    for path in sorted(Path(args.previous).iterdir()):
+        kind = path.name.partition("-")[2]
+        pairs = [(a, a.with_name(a.name[:-1] + "B"))
+                 for a in sorted(path.glob("round-*-A"))]
+        pairs = [(a, b) for a, b in pairs if (b / "summary.json").exists()]
+        if kind and len(pairs) >= 3:
+            found.append(Comparison(0.0 if kind == "aa" else parse_duration(kind), path, pairs))
+    args.rounds = min(len(c.pairs) for c in found)
+    args.delays_s = sorted({c.delay_s for c in found} - {0.0})
+    return found
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
+    if args.previous:
+        _report(_previous(args), args, None)
+        return 0
     began = time.monotonic()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or f"results/gate-power-{stamp}")

@@ -14,8 +14,8 @@ Both servers are stopped whatever happens (success, failure, Ctrl-C, SIGTERM). T
 logs stay in --state-dir (default: a temporary directory, removed afterwards).
 
 Exit code: `bench regress`'s (0 no regression, 1 regression, 2 bad input, 3 a node
-unreachable or a run aborted, 130 interrupted); 2 as well when memcached refuses the
-candidate's arguments.
+unreachable or a run aborted, 130 interrupted or terminated); 2 as well when memcached
+refuses the candidate's arguments.
 """
 
 from __future__ import annotations
@@ -54,11 +54,6 @@ def _start(state_dir: Path, name: str, extra: list[str], stack: ExitStack) -> st
     return server.url
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM as an exit, so the servers are stopped on the way out."""
-    raise SystemExit(128 + signum)
-
-
 def run(args: argparse.Namespace) -> int:
     """Start both nodes, run the gate, stop both; the gate's exit code."""
     candidate_args = shlex.split(args.candidate_args)
@@ -87,5 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM as Ctrl-C: the round in progress stops its Locust cleanly, then the
+    # servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(run(_parse(sys.argv[1:])))

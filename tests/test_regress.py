@@ -192,6 +192,9 @@ def test_paired_rounds_catch_a_slower_candidate_despite_machine_drift(tmp_path: 
     assert rows["p50"].verdict == "regression", rows["p50"]
     assert rows["p50"].relative == pytest.approx(0.3, abs=0.05)
     assert rows["p50"].ci_low > 0 and rows["p50"].p_value < 0.01
+    # 1200 samples a round: 12 above p99, 1 above p99.9, none above the max.
+    assert rows["p99"].verdict == "regression"
+    assert rows["p99.9"].verdict == rows["max"].verdict == "not enough data"
 
 
 def test_paired_rounds_of_identical_sides_are_no_regression(tmp_path: Path) -> None:
@@ -245,8 +248,8 @@ def test_bad_regress_flags_fail_before_any_load(flags: list[str], message: str,
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_regress_refuses_an_out_dir_with_something_in_it(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_regress_refuses_an_out_dir_with_something_in_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "old-rounds").mkdir()
     code = main(["regress", "smoke", "--baseline", "memcached://127.0.0.1:1",
                  "--out", str(tmp_path)])
@@ -269,8 +272,8 @@ def _recorded(tmp_path: Path, name: str, fingerprint: dict[str, Any] | None,
     return path
 
 
-def test_compare_refuses_a_baseline_from_another_machine(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_refuses_a_baseline_from_another_machine(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     here = machine.fingerprint()
     elsewhere = here | {"cpu_model": "Some Other CPU", "cpus": here["cpus"] * 4}
     baseline = _recorded(tmp_path, "baseline", elsewhere, 30.0)
@@ -288,8 +291,8 @@ def test_compare_refuses_a_baseline_from_another_machine(tmp_path: Path,
     assert "4.00x at p50" in markdown.read_text()
 
 
-def test_compare_on_one_machine_says_nothing_about_it(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_on_one_machine_says_nothing_about_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     here = machine.fingerprint()
     runs = [str(_recorded(tmp_path, name, here, 30.0)) for name in ("a", "b")]
     assert main(["compare", *runs]) == 0

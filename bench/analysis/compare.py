@@ -13,6 +13,11 @@ every percentile. A difference counts as *real* when both
 A *regression* is a real increase larger than the tolerance (--tolerance, or the SLO
 file's `regression.tolerance`). The bootstrap uses a fixed seed, so the same two run
 directories always give the same verdict.
+
+`bench regress` measures each side in several short runs instead (rounds, taken in
+turns), and `compare_rounds` judges those: the rounds, not the intervals, are the
+samples there, paired by round (see PAIRED_TEST and bench/regress.py). Both share the
+verdict rule, the rows and the outputs.
 """
 
 from __future__ import annotations
@@ -184,6 +189,10 @@ def compare(baseline: RunData, candidate: RunData, tolerance: Tolerance) -> list
 # --- paired rounds (bench regress) -------------------------------------------------------
 
 MIN_ROUNDS = 3
+#: A percentile is judged only where every round of both sides has at least this many
+#: samples above it: a p99.9 of 200 ops, or any max, is one sample's luck, and with 30
+#: rows tested at once such rows would make most of the false alarms.
+MIN_TAIL_SAMPLES = 10
 
 
 def compare_rounds(baselines: Sequence[RunData], candidates: Sequence[RunData],
@@ -214,10 +223,12 @@ def _paired_op(op: str, baselines: Sequence[RunData], candidates: Sequence[RunDa
         return [Row(op, stat, None, None, None, None, None, None, None, counts,
                     f"only in {where}") for stat, _ in STATS]
     logs = np.log(base[paired]), np.log(cand[paired])
+    fewest = min(_op_count(run, op) for i, pair in enumerate(zip(baselines, candidates))
+                 if paired[i] for run in pair)
     rows = []
-    for j, (stat, _) in enumerate(STATS):
+    for j, (stat, pct) in enumerate(STATS):
         b, c = float(np.exp(logs[0][:, j].mean())), float(np.exp(logs[1][:, j].mean()))
-        if paired.sum() < MIN_ROUNDS:
+        if paired.sum() < MIN_ROUNDS or fewest * (1 - pct / 100) < MIN_TAIL_SAMPLES:
             rows.append(Row(op, stat, b, c, c - b, c / b - 1, None, None, None, counts,
                             "not enough data"))
             continue
@@ -225,6 +236,11 @@ def _paired_op(op: str, baselines: Sequence[RunData], candidates: Sequence[RunDa
         rows.append(Row(op, stat, b, c, c - b, c / b - 1, low, high, p_value, counts,
                         _verdict(c / b - 1, c - b, p_value, low, high, tolerance)))
     return rows
+
+
+def _op_count(run: RunData, op: str) -> int:
+    """Latency samples of `op` in a run."""
+    return int(run.latency[op].cnt.sum())
 
 
 def paired_log_test(log_ratios: np.ndarray) -> tuple[float, float, float]:
@@ -262,7 +278,7 @@ def _p(row: Row) -> str:
 
 
 @dataclass(frozen=True)
-class Test:
+class Method:
     """How the rows were judged, in the words the reports use."""
 
     command: str   # the report's title: `cachebench compare`
@@ -270,11 +286,11 @@ class Test:
     sentence: str  # what makes a change real
 
 
-RANK_TEST = Test("compare", "p (MWU)",
+RANK_TEST = Method("compare", "p (MWU)",
                  f"A change is real when the Mann-Whitney U test of per-interval values gives "
                  f"p < {ALPHA:g} and the {CONFIDENCE:.0%} bootstrap CI of the relative change "
                  f"excludes 0.")
-PAIRED_TEST = Test("regress", "p (paired t)",
+PAIRED_TEST = Method("regress", "p (paired t)",
                    f"Rounds ran alternately (ABBA); a change is real when a paired t-test of "
                    f"the per-round log ratios candidate/baseline gives p < {ALPHA:g} and its "
                    f"{CONFIDENCE:.0%} CI excludes 0. Values are geometric means over rounds.")
@@ -324,7 +340,7 @@ def print_table(rows: list[Row], tolerance: Tolerance, console: Any = None) -> N
 
 
 def to_markdown(rows: list[Row], tolerance: Tolerance, names: tuple[str, str],
-                test: Test = RANK_TEST, notes: Sequence[str] = ()) -> str:
+                test: Method = RANK_TEST, notes: Sequence[str] = ()) -> str:
     """A GitHub-flavoured Markdown report for a pull-request comment; `notes` are lines
     shown under the verdict (e.g. the machines' calibration ratio)."""
     status = ":x:" if any(r.regression for r in rows) else ":white_check_mark:"
@@ -431,7 +447,7 @@ def machine_notes(baseline: RunData, candidate: RunData, names: tuple[str, str],
 
 
 def publish(rows: list[Row], tolerance: Tolerance, names: tuple[str, str],
-            markdown: str | None, junit: str | None, test: Test = RANK_TEST,
+            markdown: str | None, junit: str | None, test: Method = RANK_TEST,
             notes: Sequence[str] = ()) -> int:
     """Print the table and the notes, write the Markdown and JUnit files asked for, and
     return the exit code: 1 on a regression, 0 otherwise (`bench compare` and `bench
