@@ -20,13 +20,18 @@ Verdict, per op and statistic (p50, p90, p99, p99.9, max): a PAIRED test over ro
 ln(candidate_k / baseline_k) of the two runs' whole-run percentiles; a one-sample t-test
 of those ratios against 0 (p < 0.01) with a 95% CI that excludes 0 makes a change
 real, and a real increase beyond the tolerance (the geometric mean ratio - 1, and
---min-delta in absolute time) is a regression. Why rounds and not intervals: the
+--min-delta in absolute time) is a regression. A percentile is judged only where every
+round has at least 10 samples above it (compare.MIN_TAIL_SAMPLES: never the max, nor
+the p99.9 of a rare op, which are one sample's luck). Why rounds and not intervals: the
 intervals of one run share its Locust process, its core and its neighbours, so they are
-not independent samples of the side; pooling the intervals of several runs, as a rank
-test over intervals would, calls run-to-run chance a real change. Pairing also removes
-what two neighbouring runs share. Why a t-test and not a signed-rank test: with the few
-rounds a gate can afford, a signed-rank test cannot reach p < 0.01 at all (6 rounds:
-p >= 0.03).
+not independent samples of the side (on a shared 2-core VM the get p50 of identical runs
+jumps between ~90 and ~230 us from one run to the next, with where the processes
+landed); pooling the intervals of several runs, as `bench compare`'s rank test would,
+counts such a run-level jump many times over. Pairing also removes what two
+neighbouring runs share. Why a t-test and not a signed-rank test: with the few rounds a
+gate can afford, a signed-rank test cannot reach p < 0.01 at all (6 rounds: p >= 0.03).
+`make gate-power` prints both tests' false-positive and detection rates on the same
+rounds.
 
 Outputs and exit codes are `bench compare`'s: the same table, Markdown and JUnit, exit
 0 no regression, 1 regression, 2 bad input, 3 a side unreachable or a run aborted.
