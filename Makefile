@@ -16,16 +16,20 @@ RATE     ?=
 TARGET   ?=
 RUN_ARGS := $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(TARGET),--target $(TARGET))
 
-.PHONY: help install servers test-deps bench test perf regress baseline cluster-up cluster-down clean
+.PHONY: help install servers test-deps bench test perf regress gate-power baseline cluster-up \
+	cluster-down clean
 
 help:
 	@echo "make bench   install, start a local cache cluster, run SCENARIO=$(SCENARIO), report, stop"
 	@echo "             overrides: SCENARIO= DURATION= RATE= TARGET= (TARGET skips the local cluster)"
 	@echo "make test    the whole test suite against real servers started by the tests"
 	@echo "make perf    harness self-benchmarks (ratios against plain loops)"
-	@echo "make regress smoke run on a local memcached + compare against results/baselines/smoke-memcached"
-	@echo "             overrides: REGRESS_TOLERANCE=$(REGRESS_TOLERANCE) REGRESS_OUT= CLUSTER_STATE="
+	@echo "make regress A/B gate: two local memcached nodes, today's flags vs CANDIDATE_ARGS="
+	@echo "             overrides: CANDIDATE_ARGS= REGRESS_ARGS= REGRESS_OUT= CLUSTER_STATE="
+	@echo "make gate-power  false positives and detection of added delays of that gate here"
+	@echo "             overrides: GATE_BUDGET=$(GATE_BUDGET) GATE_ARGS="
 	@echo "make baseline re-record results/baselines/smoke-{memcached,redis} on this machine"
+	@echo "Failing recipes make exits 2; the line before says the harness's own exit status."
 
 $(BIN)/bench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +51,7 @@ bench: install servers
 	else \
 		$(BENCH) cluster up --gutter 1 && \
 		{ $(BENCH) run $(SCENARIO) $(RUN_ARGS); rc=$$?; $(BENCH) cluster down; exit $$rc; }; \
-	fi
+	fi; sh scripts/exit-status.sh bench $$?
 
 test: install test-deps
 	$(BIN)/python -m pytest -q
@@ -56,31 +60,42 @@ perf: install servers
 	@sh scripts/ensure-packages.sh $(PERF_PACKAGES)
 	$(BENCH) selftest
 
-# `make regress` / `make baseline`: scripts/regress.sh says what they do. Both start a
-# local cluster of their own (in CLUSTER_STATE, default a temporary directory) and stop it
-# whatever happens.
+# `make regress`: the A/B latency gate on this machine (scripts/local_regress.py): two
+# local memcached nodes, the baseline with today's flags, the candidate with the same
+# flags followed by CANDIDATE_ARGS (e.g. CANDIDATE_ARGS="-t 4"), measured in alternating
+# rounds by `bench regress` and judged on the paired rounds. Both sides share the machine
+# and its noise, so the gate passes or fails on any machine for the same reasons.
+# REGRESS_ARGS: more `bench regress` flags (e.g. --rounds 8 --tolerance 5%).
+# CLUSTER_STATE: where the two nodes' logs go (default: a temporary directory).
 #
-# REGRESS_TOLERANCE is 100% (flag a real doubling of any percentile) on purpose. The
-# committed baseline comes from a shared 2-core machine, where identical back-to-back
-# smoke runs differ by up to +60% in p50/p90 with significance (values of 40-200 us, in
-# which a few tens of us of scheduling delay is a large fraction), and by up to +110%
-# while a neighbour is busy (measured over 8 runs, 56 ordered pairs: 9 pairs beyond 50%,
-# 2 beyond 100%). Compare's default 10%, or 50%, would fail on that noise; 100% still
-# catches what this check is for (a stalling server, a blocking client path, a wrong
-# server flag), which moves the tail by multiples; one core kept busy by another process
-# already trips it. On a dedicated quiet runner with baselines of its own, tighten it,
-# e.g. REGRESS_TOLERANCE=20% (tests/test_compare_e2e.py shows 20% works when the noise
-# of the machine is controlled).
-REGRESS_TOLERANCE ?= 100%
-REGRESS_OUT       ?= results/regress-$(shell date -u +%Y%m%dT%H%M%SZ)
-CLUSTER_STATE     ?=
-REGRESS_ENV := BENCH=$(BENCH) PYTHON=$(BIN)/python CLUSTER_STATE=$(CLUSTER_STATE)
+# `make gate-power` (scripts/gate_power.py): how good that gate is on this machine, as a
+# benchmark: false positives over A/A comparisons, detection of delays added through a
+# loopback proxy. GATE_BUDGET bounds its time (default 60m); GATE_ARGS adds flags.
+#
+# `make baseline` re-records results/baselines/smoke-{memcached,redis} on this machine,
+# with its fingerprint and calibration in run.json (scripts/record-baselines.sh).
+#
+# make reports any failing recipe as its own exit status 2; `bench` and `regress`
+# therefore end with a line giving the harness's real code (scripts/exit-status.sh).
+CANDIDATE_ARGS ?=
+REGRESS_ARGS   ?=
+REGRESS_OUT    ?= results/regress-$(shell date -u +%Y%m%dT%H%M%SZ)
+CLUSTER_STATE  ?=
+GATE_BUDGET    ?= 60m
+GATE_ARGS      ?=
 
 regress: install servers
-	@$(REGRESS_ENV) sh scripts/regress.sh compare $(REGRESS_OUT) $(REGRESS_TOLERANCE)
+	@$(BIN)/python scripts/local_regress.py --out "$(REGRESS_OUT)" \
+		$(if $(CLUSTER_STATE),--state-dir "$(CLUSTER_STATE)") \
+		--candidate-args="$(CANDIDATE_ARGS)" -- $(REGRESS_ARGS); \
+		sh scripts/exit-status.sh "bench regress" $$?
+
+gate-power: install servers
+	$(BIN)/python scripts/gate_power.py --budget $(GATE_BUDGET) $(GATE_ARGS)
 
 baseline: install servers
-	@$(REGRESS_ENV) sh scripts/regress.sh record
+	@BENCH=$(BENCH) PYTHON=$(BIN)/python CLUSTER_STATE=$(CLUSTER_STATE) \
+		sh scripts/record-baselines.sh
 
 cluster-up: install servers
 	$(BENCH) cluster up

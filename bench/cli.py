@@ -160,16 +160,11 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
                                       "a side's measurement is invalid.")
     cmp_.add_argument("baseline", metavar="BASELINE_DIR", help="the reference run")
     cmp_.add_argument("candidate", metavar="CANDIDATE_DIR", help="the run to judge")
-    cmp_.add_argument("--slo", metavar="FILE",
-                      help="tolerance and validity thresholds from this SLO file")
-    cmp_.add_argument("--tolerance", default=None,
-                      help="relative increase of a percentile tolerated (default: the --slo "
-                           "file's regression.tolerance, else 10%%)")
-    cmp_.add_argument("--min-delta", default="0us", metavar="TIME",
-                      help="smallest absolute increase that can count as a regression, "
-                           "e.g. 50us (default 0: the relative tolerance alone)")
-    cmp_.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
-    cmp_.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    cmp_.add_argument("--allow-other-machine", action="store_true",
+                      help="compare even when run.json says the baseline was measured on "
+                           "another machine class; the calibration ratio is printed beside "
+                           "the verdict (default: refuse, exit 2)")
+    _add_verdict_flags(cmp_, "10%")
     cmp_.set_defaults(handler=commands.compare)
 
     exp = sub.add_parser("export", help="Prometheus text or CSV from a run directory")
@@ -180,6 +175,52 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="the timeline with per-interval percentiles")
     exp.add_argument("--out", metavar="FILE", help="default: standard output")
     exp.set_defaults(handler=commands.export)
+
+
+def _add_verdict_flags(p: argparse.ArgumentParser, default_tolerance: str) -> None:
+    """What `bench compare` and `bench regress` share: tolerances and report files."""
+    default = default_tolerance.replace("%", "%%")
+    p.add_argument("--slo", metavar="FILE", help="tolerances from this SLO file")
+    p.add_argument("--tolerance", default=None,
+                   help="relative increase of a percentile tolerated (default: the --slo "
+                        f"file's regression.tolerance, else {default})")
+    p.add_argument("--min-delta", default="0us", metavar="TIME",
+                   help="smallest absolute increase that can count as a regression, "
+                        "e.g. 50us (default 0: the relative tolerance alone)")
+    p.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+
+
+def _add_regress(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "regress", help="same-machine A/B gate: alternate rounds, exit 1 on a regression",
+        description="Run SCENARIO in short rounds against the baseline and the candidate "
+                    "in turn (ABBA...), each round an ordinary run directory OUT/round-NN-A "
+                    "or -B, and judge every op and percentile on the paired rounds. Output "
+                    "and exit codes as `bench compare`: 0 no regression, 1 regression, 2 "
+                    "bad input, 3 a side unreachable or a run aborted.")
+    p.add_argument("scenario", help="scenario name (from scenarios/) or path to a YAML file")
+    p.add_argument("--baseline", required=True, metavar="URL",
+                   help="target URL of the reference side (A)")
+    p.add_argument("--candidate", metavar="URL",
+                   help="target URL of the side to judge (B; default: the baseline's, to "
+                        "compare client settings such as --candidate-timeout)")
+    p.add_argument("--rounds", type=int, default=6, metavar="N",
+                   help="runs per side (default 6; at least 3)")
+    p.add_argument("--round-duration", default="2s", metavar="TIME",
+                   help="measured time of each run (default 2s)")
+    p.add_argument("--warmup", metavar="TIME", help="warm-up of each run (default: scenario's)")
+    p.add_argument("--rate", metavar="OPS", help="open-loop rate (default: scenario's)")
+    p.add_argument("--users", type=int, metavar="N", help="Locust users (default: scenario's)")
+    p.add_argument("--timeout", metavar="TIME", default="1s",
+                   help="per-request client timeout of both sides (default: 1s)")
+    p.add_argument("--candidate-timeout", metavar="TIME",
+                   help="the candidate's client timeout (default: --timeout)")
+    p.add_argument("--out", metavar="DIR",
+                   help="parent of the round directories (default: "
+                        "results/<UTC time>-regress-<scenario>)")
+    _add_verdict_flags(p, "10%")
+    p.set_defaults(handler=commands.regress)
 
 
 def _add_selftest(sub: argparse._SubParsersAction) -> None:
@@ -204,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cachebench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_worker, _add_cluster, _add_scenarios, _add_analysis,
-                _add_selftest):
+                _add_regress, _add_selftest):
         add(sub)
     return parser
 

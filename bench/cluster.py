@@ -422,9 +422,11 @@ def _on_free_port(port: int, start: Callable[[int], LocalServer]) -> LocalServer
 
 
 def start_memcached(port: int, workdir: str | Path, memory_mb: int = 64, threads: int = 2,
-                    name: str = "memcached", tls: ServerTls | None = None) -> LocalServer:
+                    name: str = "memcached", tls: ServerTls | None = None,
+                    extra_args: Sequence[str] = ()) -> LocalServer:
     """memcached on 127.0.0.1:`port` (0: a free port), log in `workdir`/`name`.log. With
-    `tls`, also a TLS listener (`-Z`) on a free port; `port` stays plain, for probes."""
+    `tls`, also a TLS listener (`-Z`) on a free port; `port` stays plain, for probes.
+    `extra_args` go last, so they override the flags before them (`-t 4`)."""
     binary = find_binaries("memcached")["memcached"]
     log = Path(workdir).absolute() / f"{name}.log"
 
@@ -435,6 +437,7 @@ def start_memcached(port: int, workdir: str | Path, memory_mb: int = 64, threads
         if tls:
             argv[1:5] = ["-Z", "-o", _memcached_tls_options(tls),
                          "-l", f"{HOST}:{tls_port},notls:{HOST}:{p}"]
+        argv += extra_args
         if os.geteuid() == 0:  # memcached refuses to run as root without -u
             argv += ["-u", "root"]
         return _launch(LocalServer(name=name, kind="memcached", protocol="memcached", port=p,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -26,6 +27,8 @@ from bench.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INVALID, EXIT_OK, EX
                           InputError)
 
 if TYPE_CHECKING:
+    from bench.analysis.compare import Method, Row, Tolerance
+    from bench.analysis.runs import RunData
     from bench.driver import RunOptions
     from bench.scenario.model import Scenario
 
@@ -265,37 +268,105 @@ def report(args: Namespace) -> int:
     return EXIT_OK
 
 
-def compare(args: Namespace) -> int:
-    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise, 4 (no
-    verdict, said in the terminal and the files asked for) when either side's
-    measurement is invalid."""
+def _tolerance(args: Namespace, default: str) -> Tolerance:
+    """--tolerance, --min-delta and --slo (`bench compare`, `bench regress`) as a
+    Tolerance; `default` when neither --tolerance nor the SLO file gives one."""
     from bench.analysis import compare as comparison
     from bench.units import parse_duration, parse_fraction
 
     min_delta_s = _parsed(parse_duration, args.min_delta, "--min-delta")
     relative = _parsed(parse_fraction, args.tolerance, "--tolerance")
-    tolerance = comparison.tolerance_for(relative, min_delta_s * 1e6, args.slo)
-    baseline = comparison.load_with_data(args.baseline)
-    candidate = comparison.load_with_data(args.candidate)
-    invalid = comparison.invalid_sides({"baseline": (args.baseline, baseline),
-                                        "candidate": (args.candidate, candidate)}, args.slo)
-    if invalid:
-        message = comparison.refusal(invalid)
-        print(message)
-        if args.markdown:
-            _write_text(args.markdown, comparison.refusal_markdown(message), "--markdown")
-        if args.junit:
-            _write_text(args.junit, comparison.refusal_junit(message), "--junit")
-        return EXIT_INVALID
-    rows = comparison.compare(baseline, candidate, tolerance)
+    return comparison.tolerance_for(relative, min_delta_s * 1e6, args.slo, default)
+
+
+def _publish(rows: list[Row], tolerance: Tolerance, names: tuple[str, str],
+             args: Namespace, method: Method, notes: Sequence[str] = ()) -> int:
+    """The verdict as `bench compare` and `bench regress` both give it: the table and the
+    notes, the --markdown and --junit files; exit 1 on a regression, 0 otherwise."""
+    from bench.analysis import compare as comparison
+
     comparison.print_table(rows, tolerance)
+    for note in notes:
+        print(note)
     if args.markdown:
         _write_text(args.markdown,
-                    comparison.to_markdown(rows, tolerance, (args.baseline, args.candidate)),
-                    "--markdown")
+                    comparison.to_markdown(rows, tolerance, names, method, notes), "--markdown")
     if args.junit:
         _write_text(args.junit, comparison.to_junit(rows, tolerance), "--junit")
     return EXIT_FAILED if any(r.regression for r in rows) else EXIT_OK
+
+
+def compare(args: Namespace) -> int:
+    """`bench compare BASELINE CANDIDATE`: exit 1 on a regression, 0 otherwise; exit 2
+    for a baseline from another machine unless --allow-other-machine."""
+    from bench.analysis import compare as comparison
+
+    tolerance = _tolerance(args, comparison.DEFAULT_TOLERANCE)
+    baseline = comparison.load_with_data(args.baseline)
+    candidate = comparison.load_with_data(args.candidate)
+    names = (args.baseline, args.candidate)
+    notes = comparison.machine_notes(baseline.runs[0], candidate.runs[0], names,
+                                     args.allow_other_machine)
+    refused = _refuse_invalid(args, {"baseline": (args.baseline, baseline),
+                                     "candidate": (args.candidate, candidate)})
+    if refused is not None:
+        return refused
+    rows = comparison.compare(baseline, candidate, tolerance)
+    return _publish(rows, tolerance, names, args, comparison.RANK_TEST, notes)
+
+
+def _refuse_invalid(args: Namespace, sides: dict[str, tuple[str, RunData]]) -> int | None:
+    """EXIT_INVALID, said in the terminal and the --markdown/--junit files, when any side's
+    measurement is invalid (its load generator fell behind, so a difference may be the
+    harness's); None when every side is valid."""
+    from bench.analysis import compare as comparison
+
+    invalid = comparison.invalid_sides(sides, args.slo)
+    if not invalid:
+        return None
+    message = comparison.refusal(invalid)
+    print(message)
+    if args.markdown:
+        _write_text(args.markdown, comparison.refusal_markdown(message), "--markdown")
+    if args.junit:
+        _write_text(args.junit, comparison.refusal_junit(message), "--junit")
+    return EXIT_INVALID
+
+
+def regress(args: Namespace) -> int:
+    """`bench regress SCENARIO --baseline URL [--candidate URL]`: the same-machine A/B
+    gate in alternating rounds; exit 1 on a regression, 0 otherwise."""
+    from bench import regress as gate
+    from bench.analysis import compare as comparison
+    from bench.analysis.runs import load_runs
+    from bench.scenario.model import load_scenario
+    from bench.units import format_duration, parse_duration, parse_rate
+
+    gate.check_rounds(args.rounds)  # every bad flag fails before any load
+    tolerance = _tolerance(args, gate.DEFAULT_TOLERANCE)
+    pair = gate.sides(args.baseline, args.candidate,
+                      _parsed(parse_duration, args.timeout, "--timeout"),  # has a default
+                      _parsed(parse_duration, args.candidate_timeout, "--candidate-timeout"))
+    scenario = load_scenario(args.scenario)
+    plan = gate.RoundPlan(scenario,
+                          _parsed(parse_duration, args.round_duration, "--round-duration"),
+                          warmup_s=_parsed(parse_duration, args.warmup, "--warmup"),
+                          rate=_parsed(parse_rate, args.rate, "--rate"), users=args.users)
+    out = gate.out_dir(args.out, scenario.name)
+    names = (pair[0].describe(), pair[1].describe())
+    print(f"regress: {scenario.name}, {args.rounds} rounds of "
+          f"{format_duration(plan.duration_s)} per side, ABBA; baseline {names[0]}, "
+          f"candidate {names[1]}")
+    began = time.monotonic()
+    rows = gate.gate(plan, pair, args.rounds, out, tolerance)
+    rounds = sorted(path for path in out.iterdir() if path.name.startswith("round-"))
+    refused = _refuse_invalid(args, {path.name: (str(path), load_runs([path]))
+                                     for path in rounds})
+    code = refused if refused is not None else _publish(rows, tolerance, names, args,
+                                                         comparison.PAIRED_TEST)
+    print(f"regress: {2 * args.rounds} runs in {time.monotonic() - began:.0f} s; "
+          f"rounds in {out}")
+    return code
 
 
 def export(args: Namespace) -> int:

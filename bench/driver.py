@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, cluster, faults
+from bench import __version__, cluster, faults, machine
 from bench.analysis import runs as analyze
 from bench.analysis.runs import RunData
 from bench.analysis.summary import Summary
@@ -197,9 +197,11 @@ def prefill(info: TargetInfo, workload: Workload, quiet: bool) -> int:
 
 
 def run_info(scenario: Scenario, plan: LoadPlan, info: TargetInfo, slo: SloSpec | None,
-             versions: dict[str, str], processes: int | None) -> rundir.RunInfo:
-    """What ran, for run.json; the master's RunWriter adds the interval, status and times.
-    No password in it: the target URL is redacted, in argv and the scenario's too."""
+             versions: dict[str, str], processes: int | None,
+             calibration: rundir.Calibration | None = None) -> rundir.RunInfo:
+    """What ran, for run.json, and on which machine (`bench.machine`); the master's
+    RunWriter adds the interval, status and times. No password in it: the target URL is
+    redacted, in argv and the scenario's too."""
     return rundir.RunInfo(
         harness={"name": "cachebench", "version": __version__},
         scenario=rundir.RunScenario(name=scenario.name, file=str(scenario.source or ""),
@@ -212,8 +214,17 @@ def run_info(scenario: Scenario, plan: LoadPlan, info: TargetInfo, slo: SloSpec 
                   "servers": versions},
         host={"hostname": socket.gethostname(), "platform": platform.platform(),
               "cpus": os.cpu_count()},
+        machine=rundir.MachineFingerprint(**machine.fingerprint()),
         argv=[redact_raw(arg) for arg in sys.argv],   # a --target may carry a password
+        calibration=calibration,
     )
+
+
+def calibrate(info: TargetInfo, key: str) -> rundir.Calibration:
+    """A plain client's round trips against the target, just before the run, on a
+    connection of its own (run.json `calibration`)."""
+    with open_target(info, timeout=2.0) as target:
+        return rundir.Calibration(**machine.calibrate(target, key))
 
 
 def _redacted_scenario(scenario: Scenario) -> dict[str, Any]:
@@ -337,7 +348,8 @@ def drive(scenario: Scenario, slo: SloSpec | None, options: RunOptions) -> Path:
     workload = Workload(scenario, plan.seed)
     if plan.prefill:
         prefill(info, workload, options.quiet)
-    description = run_info(scenario, plan, info, slo, versions, options.processes)
+    description = run_info(scenario, plan, info, slo, versions, options.processes,
+                           calibrate(info, scenario.key_prefix + "calibration"))
     config = run_config(scenario, plan, url, run_dir, description, options.timeout_s, options.ui)
     proc = launch_locust(locust_argv(options, plan, run_dir, info.redacted), config, run_dir)
     if options.master:

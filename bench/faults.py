@@ -14,7 +14,7 @@ cluster, the run directory, the scenario and the targets, and no stage imports i
 
 Faults only touch servers this harness started: a target that `bench cluster up` did
 not start is refused (exit 2) before anything is sent. `delay` needs the loopback
-proxy (`bench.proxy`, not on this branch yet) and is refused the same way for now.
+proxy (`bench.proxy`), which is not wired to faults yet: it is refused the same way for now.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def plan(faults: list[Fault], info: TargetInfo, state_dir: str | Path, duration_
     for index, fault in enumerate(faults):
         where = f"faults[{index}]"
         if fault.kind == "delay":
-            raise InputError("kind delay needs the loopback proxy (bench.proxy), which this "
-                             "version does not have; use stall", file=source, field=f"{where}.kind")
+            raise InputError("kind delay needs the loopback proxy (bench.proxy), which faults "
+                             "do not use yet; use stall", file=source, field=f"{where}.kind")
         if fault.node > len(servers):
             raise InputError(f"expected a node from 1 to {len(servers)}, got {fault.node}",
                              file=source, field=f"{where}.node")

@@ -16,9 +16,9 @@ from bench.cli import main
 from bench.errors import InputError
 from bench.loadgen.runconfig import LoadPlan, RunConfig
 from bench.results.recorder import INTERVAL_S, Recorder
-from bench.results.rundir import (RUN_JSON, SUMMARY_JSON, FaultWindow, MeasuredWindow,
-                                  RunInfo, RunScenario, RunTarget, RunWriter, read_run,
-                                  read_run_info)
+from bench.results.rundir import (RUN_JSON, SUMMARY_JSON, Calibration, FaultWindow,
+                                  MachineFingerprint, MeasuredWindow, RunInfo, RunScenario,
+                                  RunTarget, RunWriter, read_run, read_run_info)
 from bench.scenario.slo import parse_slo
 from helpers_rundir import START, make_run_dir, run_info
 
@@ -98,6 +98,32 @@ def test_committed_baselines_are_read(name: str) -> None:
     assert run.runs[0].measured is not None and run.duration_s > 0
     stored = read_summary(BASELINES / name)
     assert stored.total.count == summarize(run, None).total.count
+
+
+def test_machine_and_calibration_are_typed_and_keep_their_keys(tmp_path: Path) -> None:
+    """run.json `machine` and `calibration` (issue 9) read back as records, written with
+    the keys they were recorded with; a failed calibration keeps only its error."""
+    machine = MachineFingerprint(cpu_model="CPU X", cpus=2, kernel="6.1", virtualisation="none",
+                                 arch="x86_64")
+    description = RunInfo(argv=["bench", "run"], machine=machine,
+                          calibration=Calibration(round_trips=1000, p50_us=10.4, p99_us=20.0))
+    with RunWriter(tmp_path, description, START) as writer:
+        writer.finish("completed", ended=START + 1)
+    written = json.loads((tmp_path / RUN_JSON).read_text())
+    assert written["machine"] == {"cpu_model": "CPU X", "cpus": 2, "kernel": "6.1",
+                                  "virtualisation": "none", "arch": "x86_64"}
+    assert written["calibration"] == {"round_trips": 1000, "p50_us": 10.4, "p99_us": 20.0}
+    info = read_run_info(tmp_path)
+    assert info.machine == machine and info.calibration == description.calibration
+    assert info.calibration.measured
+    assert machine.differences(replace(machine, kernel="6.2", arch="arm64")) == [
+        "kernel '6.1' vs '6.2'"]
+    failed = Calibration(error="ConnectionRefusedError: nope")
+    assert failed.to_json() == {"error": "ConnectionRefusedError: nope"}
+    assert not failed.measured
+    baseline = read_run_info(BASELINES / "smoke-memcached")
+    assert baseline.machine is not None and baseline.calibration is not None
+    assert baseline.calibration.measured
 
 
 def test_malformed_run_json_is_input_error(tmp_path: Path) -> None:

@@ -14,6 +14,11 @@ A *regression* is a real increase larger than the tolerance (--tolerance, or the
 file's `regression.tolerance`). The bootstrap uses a fixed seed, so the same two run
 directories always give the same verdict.
 
+`bench regress` measures each side in several short runs instead (rounds, taken in
+turns), and `compare_rounds` judges those: the rounds, not the intervals, are the
+samples there, paired by round (see PAIRED_TEST and bench/regress.py). Both share the
+verdict rule, the rows and the outputs.
+
 No verdict is given on a side whose measurement is invalid (its load generator fell
 behind: bench.analysis.validity): `invalid_sides` says which, `bench compare` refuses
 with `refusal` (and its Markdown and JUnit forms) and exits 4, since a difference then
@@ -23,7 +28,9 @@ may be the harness's, not the cache's.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -33,8 +40,9 @@ from bench.analysis.runs import RunData, TagSeries, load_runs, validity, validit
 from bench.analysis.validity import ADVICE, is_invalid
 from bench.errors import InputError
 from bench.results.histograms import Layout, percentiles_from_counts, segment_percentiles
+from bench.results.rundir import RUN_JSON, Calibration, RunInfo
 from bench.scenario.slo import load_slo
-from bench.units import format_ms, format_percent, parse_fraction
+from bench.units import format_ms, format_percent, format_times, parse_fraction
 
 STATS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("max", 100.0))
 ALPHA = 0.01
@@ -188,6 +196,78 @@ def compare(baseline: RunData, candidate: RunData, tolerance: Tolerance) -> list
     return [row for op in ops for row in compare_op(op, baseline, candidate, tolerance)]
 
 
+# --- paired rounds (bench regress) -------------------------------------------------------
+
+MIN_ROUNDS = 3
+#: A percentile is judged only where every round of both sides has at least this many
+#: samples above it: a p99.9 of 200 ops, or any max, is one sample's luck, and with 30
+#: rows tested at once such rows would make most of the false alarms.
+MIN_TAIL_SAMPLES = 10
+
+
+def compare_rounds(baselines: Sequence[RunData], candidates: Sequence[RunData],
+                   tolerance: Tolerance) -> list[Row]:
+    """Every op of either side, every statistic, judged on paired rounds: round k's
+    baseline run against round k's candidate run (see PAIRED_TEST)."""
+    ops = sorted({op for run in (*baselines, *candidates) for op in run.latency})
+    return [row for op in ops for row in _paired_op(op, baselines, candidates, tolerance)]
+
+
+def _round_values(runs: Sequence[RunData], op: str) -> np.ndarray:
+    """Whole-run STATS of `op` in each run (rounds x stats), NaN where it did not run."""
+    pcts = [p for _, p in STATS]
+    return np.array([percentiles_from_counts(run.latency[op].total_counts(), pcts, run.layout)
+                     if op in run.latency else np.full(len(pcts), np.nan) for run in runs])
+
+
+def _paired_op(op: str, baselines: Sequence[RunData], candidates: Sequence[RunData],
+               tolerance: Tolerance) -> list[Row]:
+    """The rows of one op over paired rounds; rounds where one side lacks the op are left
+    out of the pairing."""
+    base, cand = _round_values(baselines, op), _round_values(candidates, op)
+    paired = ~np.isnan(base[:, 0]) & ~np.isnan(cand[:, 0])
+    counts = tuple(sum(len(run.latency[op].interval) for run in runs if op in run.latency)
+                   for runs in (baselines, candidates))
+    if not paired.any():
+        where = "baseline" if counts[0] else "candidate"
+        return [Row(op, stat, None, None, None, None, None, None, None, counts,
+                    f"only in {where}") for stat, _ in STATS]
+    logs = np.log(base[paired]), np.log(cand[paired])
+    fewest = min(_op_count(run, op) for i, pair in enumerate(zip(baselines, candidates))
+                 if paired[i] for run in pair)
+    rows = []
+    for j, (stat, pct) in enumerate(STATS):
+        b, c = float(np.exp(logs[0][:, j].mean())), float(np.exp(logs[1][:, j].mean()))
+        if paired.sum() < MIN_ROUNDS or fewest * (1 - pct / 100) < MIN_TAIL_SAMPLES:
+            rows.append(Row(op, stat, b, c, c - b, c / b - 1, None, None, None, counts,
+                            "not enough data"))
+            continue
+        p_value, low, high = paired_log_test(logs[1][:, j] - logs[0][:, j])
+        rows.append(Row(op, stat, b, c, c - b, c / b - 1, low, high, p_value, counts,
+                        _verdict(c / b - 1, c - b, p_value, low, high, tolerance)))
+    return rows
+
+
+def _op_count(run: RunData, op: str) -> int:
+    """Latency samples of `op` in a run."""
+    return int(run.latency[op].cnt.sum())
+
+
+def paired_log_test(log_ratios: np.ndarray) -> tuple[float, float, float]:
+    """(two-sided p, CI low, CI high) of a one-sample t-test of ln(candidate/baseline)
+    against 0; the CI is of exp(mean) - 1, the relative change. Identical ratios in
+    every round (values in the same histogram bucket) are certain: p 1 at 0, else 0."""
+    from scipy.stats import ttest_1samp
+
+    if np.ptp(log_ratios) == 0:
+        change = float(np.exp(log_ratios[0]) - 1)
+        return (1.0 if change == 0 else 0.0), change, change
+    result = ttest_1samp(log_ratios, 0.0)
+    interval = result.confidence_interval(CONFIDENCE)
+    return (float(result.pvalue), float(np.expm1(interval.low)),
+            float(np.expm1(interval.high)))
+
+
 # --- outputs ---------------------------------------------------------------------------
 
 
@@ -209,6 +289,23 @@ def _p(row: Row) -> str:
     return "-" if row.p_value is None else f"{row.p_value:.2g}"
 
 
+@dataclass(frozen=True)
+class Method:
+    """How the rows were judged, in the words the reports use."""
+
+    command: str   # the report's title: `cachebench compare`
+    p_column: str  # the p-value's column header in Markdown
+    sentence: str  # what makes a change real
+
+
+RANK_TEST = Method("compare", "p (MWU)",
+                 f"A change is real when the Mann-Whitney U test of per-interval values gives "
+                 f"p < {ALPHA:g} and the {CONFIDENCE:.0%} bootstrap CI of the relative change "
+                 f"excludes 0.")
+PAIRED_TEST = Method("regress", "p (paired t)",
+                   f"Rounds ran alternately (ABBA); a change is real when a paired t-test of "
+                   f"the per-round log ratios candidate/baseline gives p < {ALPHA:g} and its "
+                   f"{CONFIDENCE:.0%} CI excludes 0. Values are geometric means over rounds.")
 COLUMNS = ("op", "stat", "baseline ms", "candidate ms", "delta ms", "change",
            f"{CONFIDENCE:.0%} CI", "p (MWU)", "verdict")
 TERMINAL = ("op", "stat", "baseline ms", "candidate ms", "change", f"{CONFIDENCE:.0%} CI",
@@ -254,15 +351,16 @@ def print_table(rows: list[Row], tolerance: Tolerance, console: Any = None) -> N
                   style="bold red" if any(r.regression for r in rows) else "bold green")
 
 
-def to_markdown(rows: list[Row], tolerance: Tolerance, names: tuple[str, str]) -> str:
-    """A GitHub-flavoured Markdown report for a pull-request comment."""
+def to_markdown(rows: list[Row], tolerance: Tolerance, names: tuple[str, str],
+                test: Method = RANK_TEST, notes: Sequence[str] = ()) -> str:
+    """A GitHub-flavoured Markdown report for a pull-request comment; `notes` are lines
+    shown under the verdict (e.g. the machines' calibration ratio)."""
     status = ":x:" if any(r.regression for r in rows) else ":white_check_mark:"
-    lines = [f"### cachebench compare {status}", "",
-             f"**{headline(rows, tolerance)}**", "",
-             f"Baseline `{names[0]}`, candidate `{names[1]}`. A change is real when the "
-             f"Mann-Whitney U test of per-interval values gives p < {ALPHA:g} and the "
-             f"{CONFIDENCE:.0%} bootstrap CI of the relative change excludes 0.", "",
-             "| " + " | ".join(COLUMNS) + " |",
+    header = [test.p_column if c == COLUMNS[7] else c for c in COLUMNS]
+    lines = [f"### cachebench {test.command} {status}", "",
+             f"**{headline(rows, tolerance)}**", "", *(f"{note}  " for note in notes),
+             f"Baseline `{names[0]}`, candidate `{names[1]}`. {test.sentence}", "",
+             "| " + " | ".join(header) + " |",
              "|" + "|".join("---" if c in ("op", "stat", "verdict") else "---:"
                             for c in COLUMNS) + "|"]
     for row in rows:
@@ -298,15 +396,15 @@ def to_junit(rows: list[Row], tolerance: Tolerance) -> str:
 
 
 def tolerance_for(relative: float | None, min_delta_us: float = 0.0,
-                  slo_file: str | None = None) -> Tolerance:
+                  slo_file: str | None = None, default: str = DEFAULT_TOLERANCE) -> Tolerance:
     """`relative` (--tolerance); when not given, the SLO file's regression.tolerance,
-    else 10%; `min_delta_us` (--min-delta) as the absolute floor."""
+    else `default` (10% for compare; `bench regress` has its own); `min_delta_us`
+    (--min-delta) as the absolute floor."""
     if relative is None and slo_file:
         spec = load_slo(slo_file)
         if spec.regression is not None:
             return Tolerance(spec.regression.tolerance, min_delta_us)
-    return Tolerance(parse_fraction(DEFAULT_TOLERANCE) if relative is None else relative,
-                     min_delta_us)
+    return Tolerance(parse_fraction(default) if relative is None else relative, min_delta_us)
 
 
 def load_with_data(path: str) -> RunData:
@@ -351,3 +449,41 @@ def refusal_junit(message: str) -> str:
     ElementTree.SubElement(case, "failure", type="invalid", message=message)
     ElementTree.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, "unicode") + "\n"
+
+
+def machine_notes(baseline: RunInfo, candidate: RunInfo, names: tuple[str, str],
+                  allow_other_machine: bool) -> list[str]:
+    """What to say beside the verdict about where the two runs were measured (their
+    run.json `machine` and `calibration`).
+
+    One machine class: nothing. Two: refused (exit 2), since the difference would be the
+    machines', unless allowed; then which fields differ and the ratio of the two machines'
+    calibration round trips. A run.json without a fingerprint (recorded before runs had
+    one): a line saying that nobody can tell.
+    """
+    machines = (baseline.machine, candidate.machine)
+    if baseline.machine is None or candidate.machine is None:
+        missing = " and ".join(name for name, found in zip(names, machines) if found is None)
+        return [f"machine: not recorded in {missing}; cannot tell whether both runs come "
+                f"from one machine"]
+    differ = "; ".join(baseline.machine.differences(candidate.machine))
+    if not differ:
+        return []
+    if not allow_other_machine:
+        raise InputError(f"recorded on another machine than the candidate ({differ}), so "
+                         f"the difference would be the machines'; measure both sides on one "
+                         f"machine with `bench regress`, or give --allow-other-machine",
+                         file=str(Path(names[0]) / RUN_JSON), field="machine")
+    return [f"machine: the baseline comes from another machine ({differ})",
+            calibration_ratio(baseline.calibration, candidate.calibration)]
+
+
+def calibration_ratio(baseline: Calibration | None, candidate: Calibration | None) -> str:
+    """`calibration: the candidate machine's plain-client round trip is 3.78x at p50, 2.10x
+    at p99 the baseline machine's (...)`, or why that cannot be said."""
+    if baseline is None or candidate is None or not (baseline.measured and candidate.measured):
+        return "calibration: not recorded in both runs, so no ratio of the machines"
+    ratios = (f"{format_times(candidate.p50_us / baseline.p50_us)} at p50, "
+              f"{format_times(candidate.p99_us / baseline.p99_us)} at p99")
+    return (f"calibration: the candidate machine's plain-client round trip is {ratios} "
+            f"the baseline machine's ({baseline.p50_us:g} -> {candidate.p50_us:g} us p50)")

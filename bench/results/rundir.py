@@ -287,6 +287,46 @@ class RunTarget(_Description):
     options: dict[str, Any] | None = None  # the URL's options, parsed (a preset's filled in)
 
 
+#: The fields of `MachineFingerprint` that make two machines one for comparing latencies
+#: (`arch` is recorded too, but the CPU model already implies it).
+FINGERPRINT_FIELDS = ("cpu_model", "cpus", "kernel", "virtualisation")
+
+
+@dataclass(frozen=True)
+class MachineFingerprint(_Description):
+    """run.json `machine`: the machine class the run was measured on (`bench.machine`
+    takes it). Not the host name: two CI runners of one class are one machine here, and
+    the same laptop after a kernel update is another."""
+
+    cpu_model: str | None = None
+    cpus: int | None = None  # usable by the process (a container's cpuset)
+    kernel: str | None = None
+    virtualisation: str | None = None  # `none`, or e.g. `docker, kvm`
+    arch: str | None = None
+
+    def differences(self, other: MachineFingerprint) -> list[str]:
+        """`field: this value vs other value` for each of FINGERPRINT_FIELDS that differs."""
+        return [f"{name} {getattr(self, name)!r} vs {getattr(other, name)!r}"
+                for name in FINGERPRINT_FIELDS if getattr(self, name) != getattr(other, name)]
+
+
+@dataclass(frozen=True)
+class Calibration(_Description):
+    """run.json `calibration`: round trips of a plain client loop against the run's target
+    just before the run (`bench.machine.calibrate`), p50 and p99 in us; `error` instead
+    when the target failed it."""
+
+    round_trips: int | None = None
+    p50_us: float | None = None
+    p99_us: float | None = None
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Both percentiles are there (and not zero), so a ratio of two can be taken."""
+        return bool(self.p50_us) and bool(self.p99_us)
+
+
 @dataclass(frozen=True)
 class MeasuredWindow(JsonRecord):
     """The measured window in epoch seconds: after the warm-up, on interval boundaries."""
@@ -345,6 +385,8 @@ class RunInfo(JsonRecord):
     versions: dict[str, Any] | None = None  # python, packages, servers
     host: dict[str, Any] | None = None
     argv: list[str] | None = None
+    machine: MachineFingerprint | None = None
+    calibration: Calibration | None = None
     interval_s: float = INTERVAL_S
     started: str | None = None
     ended: str | None = None
@@ -363,7 +405,9 @@ class RunInfo(JsonRecord):
                                                                    self.scenario),
                      "target": optional(RunTarget.to_json, self.target), "load": self.load,
                      "slo": self.slo, "versions": self.versions, "host": self.host,
-                     "argv": self.argv}
+                     "machine": optional(MachineFingerprint.to_json, self.machine),
+                     "argv": self.argv,
+                     "calibration": optional(Calibration.to_json, self.calibration)}
         faults = None if self.faults is None else [w.to_json() for w in self.faults]
         return {"format": RUN_FORMATS[-1], **_present(described),
                 "interval_s": self.interval_s, "started": self.started, "ended": self.ended,
@@ -379,6 +423,10 @@ class RunInfo(JsonRecord):
         return cls.from_fields(data,
                                scenario=optional(RunScenario.from_json, data.get("scenario")),
                                target=optional(RunTarget.from_json, data.get("target")),
+                               machine=optional(MachineFingerprint.from_json,
+                                                data.get("machine")),
+                               calibration=optional(Calibration.from_json,
+                                                    data.get("calibration")),
                                measured=optional(MeasuredWindow.from_json,
                                                  data.get("measured")),
                                measure_from=optional(float, data.get("measure_from")),
