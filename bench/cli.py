@@ -180,6 +180,53 @@ def _add_selftest(sub: argparse._SubParsersAction) -> None:
     _handler(p, "bench.selftest:command")
 
 
+def _add_capacity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "capacity", help="capacity planning: memory for a hit ratio, max rate, sizing report",
+        description="How many nodes, how much memory, for a peak: `memory` simulates the "
+                    "scenario through memcached's memory model (no server), `search` finds "
+                    "the highest rate a target sustains within the SLO, `plan` sizes a "
+                    "fleet from both.")
+    csub = p.add_subparsers(dest="capacity_command", required=True,
+                            metavar="{memory,search,plan}")
+    mem = csub.add_parser(
+        "memory", help="hit ratio against memory per node, simulated (no server)",
+        description="Simulate the scenario's op stream through memcached's slab classes and "
+                    "segmented LRU on each node of a consistent-hashing pool; print the "
+                    "hit-ratio curve, the memory a target hit ratio needs, slab waste and "
+                    "the working set. Big key spaces are SHARDS-sampled (rate and expected "
+                    "error printed); Che's approximation is shown beside the simulation.")
+    mem.add_argument("scenario", help="scenario name or YAML file")
+    nodes = mem.add_mutually_exclusive_group()
+    nodes.add_argument("--nodes", type=int, default=1, metavar="N",
+                       help="memcached nodes in the pool, named cache1..N (default 1)")
+    nodes.add_argument("--target", metavar="URL",
+                       help="a memcached://h:p,h:p pool: its nodes and their ketama ring")
+    mem.add_argument("--memory", metavar="SIZES",
+                     help="memory per node to simulate, e.g. 1GiB,2GiB,4GiB (default: chosen "
+                          "around the target from Che's approximation)")
+    mem.add_argument("--target-hit-ratio", metavar="RATIO", default="95%",
+                     help="the hit ratio to size for (default 95%%)")
+    mem.add_argument("-f", dest="growth_factor", type=float, default=1.25,
+                     help="memcached's slab growth factor -f (default 1.25)")
+    mem.add_argument("-n", dest="min_chunk", type=int, default=48,
+                     help="memcached's minimum item data size -n (default 48)")
+    mem.add_argument("--rate", metavar="OPS",
+                     help="op rate of the pool, for TTLs and LRU ages (default: the scenario's)")
+    mem.add_argument("--ops", type=int, metavar="N",
+                     help="ops to simulate (default: 10 per key, 1 M to 100 M)")
+    mem.add_argument("--warmup-ops", type=int, metavar="N",
+                     help="ops before the hit ratio is counted (default: 30%% of --ops)")
+    mem.add_argument("--sample-rate", metavar="R",
+                     help="SHARDS sampling rate, 1 = every key (default: chosen for --budget)")
+    mem.add_argument("--budget", type=int, default=1_000_000, metavar="EVENTS",
+                     help="events per simulated size when the rate is chosen (default 1000000)")
+    mem.add_argument("--seed", type=int, default=None, help="default: the scenario's")
+    mem.add_argument("--out", metavar="DIR", help="also write DIR/memory.json")
+    mem.add_argument("--quiet", action="store_true", help="no progress display")
+    _handler(p, "bench.capacity_commands:command")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench",
@@ -190,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cachebench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_worker, _add_cluster, _add_scenarios, _add_analysis,
-                _add_selftest):
+                _add_capacity, _add_selftest):
         add(sub)
     return parser
 

@@ -1,0 +1,119 @@
+"""`bench capacity memory | search | plan`: flags to plain arguments, stages, exit code.
+
+The handlers only parse flags (a bad value names its flag, exit 2), call
+bench.capacity, print through bench.output.capacity and write the result files.
+`search` runs its probes through the driver, the same code as `bench run`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from argparse import Namespace
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+from bench.capacity.memory import pool_nodes, run_memory
+from bench.capacity.slabs import SlabClasses
+from bench.errors import EXIT_OK, InputError
+from bench.output import capacity as view
+from bench.output.console import task_progress
+from bench.scenario.model import Scenario, load_scenario
+from bench.targets import parse_target
+from bench.units import parse_fraction, parse_rate, parse_size
+
+T = TypeVar("T")
+MEMORY_JSON = "memory.json"
+
+
+def _parsed(parse: Callable[[str], T], value: str | None, flag: str) -> T | None:
+    """A flag's value parsed (None when not given); a bad value names the flag."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise InputError(str(err), field=flag) from None
+
+
+def _sizes(value: str | None, flag: str) -> list[int] | None:
+    """`1GiB,2GiB,4GiB` -> bytes."""
+    if value is None:
+        return None
+    sizes = [_parsed(parse_size, part.strip(), flag) for part in value.split(",") if part.strip()]
+    if not sizes or any(s is None or s < 2**20 for s in sizes):
+        raise InputError(f"expected sizes of at least 1MiB separated by commas, got {value!r}",
+                         field=flag)
+    return sizes  # type: ignore[return-value]
+
+
+def _write_json(directory: str | None, name: str, data: dict[str, Any]) -> Path | None:
+    """Write `name` into --out DIR (created); an unwritable place is the user's to fix."""
+    if directory is None:
+        return None
+    path = Path(directory) / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror}", file=str(path), field="--out") from None
+    return path
+
+
+def op_rate(args: Namespace, scenario: Scenario) -> float:
+    """--rate, else the scenario's open-loop rate (what TTLs and LRU ages run against)."""
+    rate = _parsed(parse_rate, args.rate, "--rate") or scenario.load.rate
+    if not rate or not math.isfinite(rate) or rate <= 0:
+        raise InputError("expected the op rate the model runs at: give --rate OPS "
+                         "(the scenario has no open-loop rate)", field="--rate")
+    return rate
+
+
+def memory_nodes(args: Namespace) -> tuple[str, ...]:
+    """--target's nodes (a memcached pool), else --nodes N named cache1..N."""
+    if args.target:
+        info = parse_target(args.target)
+        if info.kind != "memcached":
+            raise InputError(f"the memory model is memcached's; got a {info.kind} target",
+                             field="--target")
+        return pool_nodes(len(info.nodes), list(info.nodes))
+    return pool_nodes(args.nodes)
+
+
+def slab_classes(args: Namespace) -> SlabClasses:
+    try:
+        return SlabClasses(growth_factor=args.growth_factor, min_chunk=args.min_chunk)
+    except ValueError as err:
+        raise InputError(str(err), field="-f/-n") from None
+
+
+def memory(args: Namespace) -> int:
+    """`bench capacity memory SCENARIO`: the hit-ratio curve, no server needed."""
+    scenario = load_scenario(args.scenario)
+    target = _parsed(parse_fraction, args.target_hit_ratio, "--target-hit-ratio")
+    if target is not None and not 0 < target < 1:
+        raise InputError(f"expected a hit ratio between 0% and 100%, got {target:g}",
+                         field="--target-hit-ratio")
+    console = Console(highlight=False)
+    with task_progress("simulating memory sizes", total=None, quiet=args.quiet) as advance:
+        report = run_memory(
+            scenario, nodes=memory_nodes(args), slabs=slab_classes(args),
+            op_rate=op_rate(args, scenario), target=target,
+            memories=_sizes(args.memory, "--memory"), ops=args.ops, warmup_ops=args.warmup_ops,
+            sample_rate=_parsed(parse_fraction, args.sample_rate, "--sample-rate"),
+            budget=args.budget, seed=args.seed, progress=lambda done, total: advance(1))
+    for part in view.memory_tables(report):
+        console.print(part)
+    written = _write_json(args.out, MEMORY_JSON, report.to_json())
+    if written:
+        console.print(f"results: {written}", markup=False)
+    return EXIT_OK
+
+
+def command(args: Namespace) -> int:
+    """Dispatch `bench capacity <command>` (bench/cli.py defines the flags)."""
+    handlers = {"memory": memory}
+    return handlers[args.capacity_command](args)
