@@ -7,8 +7,11 @@ bench.capacity, print through bench.output.capacity and write the result files.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import os
 from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +21,20 @@ from rich.console import Console
 
 from bench.capacity.memory import pool_nodes, run_memory
 from bench.capacity.slabs import SlabClasses
-from bench.errors import EXIT_OK, InputError
+from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.output import capacity as view
 from bench.output.console import task_progress
+from bench.results import rundir
+from bench.results.rundir import SUMMARY_JSON
 from bench.scenario.model import Scenario, load_scenario
 from bench.targets import parse_target
-from bench.units import parse_fraction, parse_rate, parse_size
+from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
 
 T = TypeVar("T")
-MEMORY_JSON = "memory.json"
+MEMORY_JSON, SEARCH_JSON = "memory.json", "search.json"
+#: The measurement was invalid (the load generator, not the cache, hit its limit).
+#: bench.errors gets EXIT_INVALID with the validity verdict; use it once merged.
+EXIT_INVALID = 4
 
 
 def _parsed(parse: Callable[[str], T], value: str | None, flag: str) -> T | None:
@@ -113,7 +121,84 @@ def memory(args: Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------ search
+
+
+def probe_runner(args: Namespace, parent: Path, url: str) -> Callable[[float, str, int],
+                                                                       tuple[dict[str, Any], str]]:
+    """Each probe is `bench run` at one rate into parent/NN-phase-RATE, its output
+    kept out of the terminal; only the first probe prefills (the cache stays warm).
+
+    Through `driver.run_command`, the code of `bench run` itself. When the driver
+    takes plain arguments (RunOptions), this is `driver.drive` + `summarize_run`.
+    """
+    from bench import driver
+
+    def run(rate: float, phase: str, number: int) -> tuple[dict[str, Any], str]:
+        out = parent / f"{number:02d}-{phase}-{rate:.0f}"
+        flags = Namespace(
+            scenario=args.scenario, target=url, rate=f"{rate:.3f}", closed=False,
+            duration=args.probe_duration, warmup=args.probe_warmup,
+            prefill=args.prefill if number == 1 else False, arrival=None, think=None,
+            users=args.users, processes=args.processes, seed=None, out=str(out),
+            slo=args.slo, timeout=args.timeout, ui=False, web_port=8089, master=False,
+            master_bind_host="127.0.0.1", master_bind_port=5557, expect_workers=1,
+            report=False, quiet=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            driver.run_command(flags)
+        return json.loads((out / SUMMARY_JSON).read_text(encoding="utf-8")), str(out)
+
+    return run
+
+
+def search(args: Namespace) -> int:
+    """`bench capacity search SCENARIO --target URL`: the max rate within the SLO."""
+    from bench import driver
+    from bench.capacity.search import Search, SearchSettings
+
+    scenario = load_scenario(args.scenario)
+    slo = driver.resolve_slo(args, scenario)
+    if slo is None or not (slo.objectives or slo.errors or slo.hit_ratio):
+        raise InputError("the search needs an SLO to stay within: give --slo FILE or an "
+                         "slo: block in the scenario", field="--slo")
+    url = driver.resolve_target_url(args, scenario)
+    nodes = len(parse_target(url).nodes)
+    settings = SearchSettings(
+        start_rate=_parsed(parse_rate, args.start_rate, "--start-rate")
+        or scenario.load.rate or 1000.0,
+        step=args.step, resolution=_parsed(parse_fraction, args.resolution, "--resolution"),
+        confirmations=args.confirm,
+        budget_s=_parsed(parse_duration, args.budget, "--budget"),
+        max_rate=_parsed(parse_rate, args.max_rate, "--max-rate"),
+        processes=(os.cpu_count() or 1) if args.processes == -1 else args.processes or 1)
+    parent = rundir.new_run_dir(driver.RESULTS_ROOT, f"search-{scenario.name}", out=args.out)
+    console = Console(highlight=False)
+    console.print(view.search_intro(scenario.name, url, settings, parent), markup=False)
+    try:
+        finder = Search(probe_runner(args, parent, url), settings, nodes,
+                        progress=lambda probe, elapsed: console.print(
+                            view.probe_line(probe, elapsed, settings.budget_s)))
+    except ValueError as err:
+        raise InputError(str(err), field="--step/--resolution/--confirm") from None
+    result = finder.run()
+    for part in view.search_tables(result):
+        console.print(part)
+    written = _write_json(str(parent), SEARCH_JSON, result.to_json())
+    console.print(f"results: {written}", markup=False)
+    return EXIT_INVALID if result.generator_limited else EXIT_OK
+
+
+def benchmark(args: Namespace) -> int:
+    """`bench capacity benchmark` (make perf): exit 1 when a check misses its bound."""
+    from bench.capacity import benchmark as checks
+
+    console = Console(highlight=False)
+    results = [checks.sampling_error()] + ([] if args.quick else [checks.speed()])
+    console.print(view.benchmark_table(results))
+    return EXIT_OK if all(c.passed for c in results) else EXIT_FAILED
+
+
 def command(args: Namespace) -> int:
     """Dispatch `bench capacity <command>` (bench/cli.py defines the flags)."""
-    handlers = {"memory": memory}
+    handlers = {"memory": memory, "search": search, "benchmark": benchmark}
     return handlers[args.capacity_command](args)

@@ -188,7 +188,7 @@ def _add_capacity(sub: argparse._SubParsersAction) -> None:
                     "the highest rate a target sustains within the SLO, `plan` sizes a "
                     "fleet from both.")
     csub = p.add_subparsers(dest="capacity_command", required=True,
-                            metavar="{memory,search,plan}")
+                            metavar="{memory,search,plan,benchmark}")
     mem = csub.add_parser(
         "memory", help="hit ratio against memory per node, simulated (no server)",
         description="Simulate the scenario's op stream through memcached's slab classes and "
@@ -224,6 +224,47 @@ def _add_capacity(sub: argparse._SubParsersAction) -> None:
     mem.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     mem.add_argument("--out", metavar="DIR", help="also write DIR/memory.json")
     mem.add_argument("--quiet", action="store_true", help="no progress display")
+    srch = csub.add_parser(
+        "search", help="the highest open-loop rate a target sustains within the SLO",
+        description="Short open-loop probes through `bench run`'s code: step up until an "
+                    "objective fails, bisect to the resolution, confirm. Every probe must be "
+                    "valid: when the load generator falls behind, the answer says so with "
+                    "the highest valid rate. Probes are run directories under one parent. "
+                    "Exit 0 with an answer, 4 when the generator was the limit.")
+    srch.add_argument("scenario", help="scenario name or YAML file")
+    srch.add_argument("--target", metavar="URL",
+                      help="the target (default: the scenario's, else the local cluster)")
+    srch.add_argument("--slo", metavar="FILE", help="SLO file (default: the scenario's)")
+    srch.add_argument("--start-rate", metavar="OPS",
+                      help="first probe's rate (default: the scenario's rate, else 1000)")
+    srch.add_argument("--max-rate", metavar="OPS", help="never probe above this rate")
+    srch.add_argument("--step", type=float, default=2.0,
+                      help="factor between the coarse steps (default 2)")
+    srch.add_argument("--resolution", default="2%",
+                      help="bisect until passing and failing rates are this close (default 2%%)")
+    srch.add_argument("--confirm", type=int, default=2, metavar="N",
+                      help="confirmation runs at the answer (default 2)")
+    srch.add_argument("--budget", default="5m", metavar="TIME",
+                      help="time the whole search may take (default 5m)")
+    srch.add_argument("--probe-duration", default="10s", metavar="TIME",
+                      help="measured time of each probe (default 10s)")
+    srch.add_argument("--probe-warmup", default="2s", metavar="TIME",
+                      help="warm-up of each probe (default 2s)")
+    srch.add_argument("--prefill", action=argparse.BooleanOptionalAction, default=None,
+                      help="prefill before the first probe (default: the scenario's)")
+    srch.add_argument("--users", type=int, metavar="N", help="Locust users per probe")
+    srch.add_argument("--processes", type=int, metavar="N",
+                      help="Locust processes per probe (-1: one per core)")
+    srch.add_argument("--timeout", metavar="TIME", default="1s",
+                      help="per-request client timeout (default: 1s)")
+    srch.add_argument("--out", metavar="DIR",
+                      help="parent directory of the probes (default: results/<time>-search-<scenario>)")
+    bench_ = csub.add_parser(
+        "benchmark", help="the memory model's own speed and sampling error (make perf)",
+        description="10 M keys and 100 M ops sampled within 60 s of CPU; a small key "
+                    "space sampled within 1 point of simulating every key. Exit 1 when "
+                    "a check misses its bound.")
+    bench_.add_argument("--quick", action="store_true", help="the sampling check only")
     _handler(p, "bench.capacity_commands:command")
 
 

@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.capacity.memory import MemoryPoint, MemoryReport
-from bench.units import format_percent, format_size, format_whole
+from bench.capacity.search import KNEE_PERCENTILES, Probe, SearchResult, SearchSettings
+from bench.units import format_ms, format_percent, format_size, format_whole
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -26,6 +27,15 @@ def _table(title: str, *columns: str) -> Table:
 def _points(value: float | None) -> str:
     """A hit-ratio error in percentage points: 0.0012 -> `±0.12 pt`."""
     return "-" if value is None else f"±{value * 100:.2f} pt"
+
+
+def benchmark_table(checks: list[Any]) -> Table:
+    """`bench capacity benchmark`: each check against its bound."""
+    table = _table("capacity model self-benchmark", "check", "value", "bound", "verdict", "detail")
+    for c in checks:
+        table.add_row(c.name, f"{c.value:.2f} {c.unit}", f"{c.limit:g} {c.unit}",
+                      "[green]ok[/green]" if c.passed else "[red]FAIL[/red]", c.detail)
+    return table
 
 
 # ------------------------------------------------------------------------------ memory
@@ -109,3 +119,66 @@ def memory_tables(report: MemoryReport) -> list[Any]:
                    f"{format_size(ws.memory_per_node_max)})")]
     parts += [Text(f"note: {note}", style="dim") for note in report.notes]
     return parts
+
+
+# ------------------------------------------------------------------------------ search
+
+
+def search_intro(scenario: str, url: str, settings: SearchSettings, parent: Any) -> str:
+    return (f"searching the max rate of {scenario} on {url} within its SLO: steps x"
+            f"{settings.step:g} from {format_whole(settings.start_rate)} ops/s, bisection to "
+            f"{format_percent(settings.resolution)}, {settings.confirmations} confirmations, "
+            f"budget {settings.budget_s:g} s; probes in {parent}")
+
+
+def _verdict(probe: Probe) -> str:
+    if not probe.valid:
+        return "[yellow]INVALID[/yellow]"
+    return {True: "[green]pass[/green]", False: "[red]FAIL[/red]"}.get(probe.passed, "-")
+
+
+def probe_line(probe: Probe, elapsed: float, budget: float) -> Text:
+    """`probe 3 bisect 14,142 ops/s: achieved 14,101, p99 1.23 ms -> pass (52/300 s)`."""
+    why = probe.invalid_reasons[:1] if not probe.valid else probe.failed[:1]
+    return Text.from_markup(
+        f"probe {probe.number} {probe.phase} {format_whole(probe.rate)} ops/s: achieved "
+        f"{format_whole(probe.achieved)}, p99 {format_ms(probe.latency_us.get('p99'))} ms "
+        f"-> {_verdict(probe)}{(': ' + why[0]) if why else ''} ({elapsed:.0f}/{budget:g} s)")
+
+
+def search_answer(result: SearchResult) -> Text:
+    """The answer first: the max rate (per node, per pool), or why there is none."""
+    if result.generator_limited:
+        valid = format_whole(result.highest_valid_rate)
+        needed = (f"; about {result.processes_needed} load processes (--processes, or "
+                  f"`bench worker` machines) would be needed to go further"
+                  if result.processes_needed else "")
+        return Text(f"no answer: the load generator, not the cache, hit its limit. The "
+                    f"highest valid rate reached was {valid} ops/s, within the SLO{needed}.",
+                    style="bold yellow")
+    if result.max_rate is None:
+        return Text("no answer: no probe passed the SLO (lower --start-rate)", style="bold red")
+    pool = (f" ({format_whole(result.max_rate)} ops/s for the pool of {result.nodes})"
+            if result.nodes > 1 else "")
+    broke = f"; {result.broke_first} broke first above it" if result.broke_first else ""
+    confirmed = "confirmed" if result.confirmed else "NOT confirmed"
+    return Text(f"max rate within the SLO: {format_whole(result.max_rate_per_node)} ops/s per "
+                f"node{pool}, {confirmed}{broke}", style="bold")
+
+
+def knee_table(result: SearchResult) -> Table:
+    """Latency and service time percentiles against the achieved rate (the knee)."""
+    columns = [f"lat {p}" for p in KNEE_PERCENTILES] + [f"svc {p}" for p in KNEE_PERCENTILES]
+    table = _table("latency against throughput (ms; achieved in protocol calls/s)", "#",
+                   "phase", "offered", "achieved", *columns, "verdict")
+    for p in sorted(result.probes, key=lambda p: (p.achieved or p.rate, p.number)):
+        table.add_row(str(p.number), p.phase, format_whole(p.rate), format_whole(p.achieved),
+                      *(format_ms(p.latency_us.get(k)) for k in KNEE_PERCENTILES),
+                      *(format_ms(p.service_us.get(k)) for k in KNEE_PERCENTILES),
+                      _verdict(p))
+    return table
+
+
+def search_tables(result: SearchResult) -> list[Any]:
+    parts: list[Any] = [search_answer(result), knee_table(result)]
+    return parts + [Text(f"note: {note}", style="dim") for note in result.notes]
