@@ -23,7 +23,7 @@ help:
 	@echo "make bench   install, start a local cache cluster, run SCENARIO=$(SCENARIO), report, stop"
 	@echo "             overrides: SCENARIO= DURATION= RATE= TARGET= (TARGET skips the local cluster)"
 	@echo "make test    the whole test suite against real servers started by the tests"
-	@echo "make perf    harness self-benchmarks (ratios against plain loops)"
+	@echo "make perf    harness self-benchmarks (ratios against plain loops), capacity model"
 	@echo "make regress A/B gate: two local memcached nodes, today's flags vs CANDIDATE_ARGS="
 	@echo "             overrides: CANDIDATE_ARGS= REGRESS_ARGS= REGRESS_OUT= CLUSTER_STATE="
 	@echo "make gate-power  false positives and detection of added delays of that gate here"
@@ -59,6 +59,7 @@ test: install test-deps
 perf: install servers
 	@sh scripts/ensure-packages.sh $(PERF_PACKAGES)
 	$(BENCH) selftest
+	$(BENCH) capacity benchmark
 
 # `make regress`: the A/B latency gate on this machine (scripts/local_regress.py): two
 # local memcached nodes, the baseline with today's flags, the candidate with the same

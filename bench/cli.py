@@ -234,6 +234,96 @@ def _add_selftest(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=commands.selftest)
 
 
+def _add_capacity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "capacity", help="capacity planning: memory for a hit ratio, max rate, sizing report",
+        description="How many nodes, how much memory, for a peak: `memory` simulates the "
+                    "scenario through memcached's memory model (no server), `search` finds "
+                    "the highest rate a target sustains within the SLO, `plan` sizes a "
+                    "fleet from both.")
+    csub = p.add_subparsers(dest="capacity_command", required=True,
+                            metavar="{memory,search,plan,benchmark}")
+    mem = csub.add_parser(
+        "memory", help="hit ratio against memory per node, simulated (no server)",
+        description="Simulate the scenario's op stream through memcached's slab classes and "
+                    "segmented LRU on each node of a consistent-hashing pool; print the "
+                    "hit-ratio curve, the memory a target hit ratio needs, slab waste and "
+                    "the working set. Big key spaces are SHARDS-sampled (rate and expected "
+                    "error printed); Che's approximation is shown beside the simulation.")
+    mem.add_argument("scenario", help="scenario name or YAML file")
+    nodes = mem.add_mutually_exclusive_group()
+    nodes.add_argument("--nodes", type=int, default=1, metavar="N",
+                       help="memcached nodes in the pool, named cache1..N (default 1)")
+    nodes.add_argument("--target", metavar="URL",
+                       help="a memcached://h:p,h:p pool: its nodes and their ketama ring")
+    mem.add_argument("--memory", metavar="SIZES",
+                     help="memory per node to simulate, e.g. 1GiB,2GiB,4GiB (default: chosen "
+                          "around the target from Che's approximation)")
+    mem.add_argument("--target-hit-ratio", metavar="RATIO", default="95%",
+                     help="the hit ratio to size for (default 95%%)")
+    mem.add_argument("-f", dest="growth_factor", type=float, default=1.25,
+                     help="memcached's slab growth factor -f (default 1.25)")
+    mem.add_argument("-n", dest="min_chunk", type=int, default=48,
+                     help="memcached's minimum item data size -n (default 48)")
+    mem.add_argument("--rate", metavar="OPS",
+                     help="op rate of the pool, for TTLs and LRU ages (default: the scenario's)")
+    mem.add_argument("--ops", type=int, metavar="N",
+                     help="ops to simulate (default: 10 per key, 1 M to 100 M)")
+    mem.add_argument("--warmup-ops", type=int, metavar="N",
+                     help="ops before the hit ratio is counted (default: 30%% of --ops)")
+    mem.add_argument("--sample-rate", metavar="R",
+                     help="SHARDS sampling rate, 1 = every key (default: chosen for --budget)")
+    mem.add_argument("--budget", type=int, default=1_000_000, metavar="EVENTS",
+                     help="events per simulated size when the rate is chosen (default 1000000)")
+    mem.add_argument("--seed", type=int, default=None, help="default: the scenario's")
+    mem.add_argument("--out", metavar="DIR", help="also write DIR/memory.json")
+    mem.add_argument("--quiet", action="store_true", help="no progress display")
+    mem.set_defaults(handler=commands.capacity_memory)
+    srch = csub.add_parser(
+        "search", help="the highest open-loop rate a target sustains within the SLO",
+        description="Short open-loop probes through `bench run`'s code: step up until an "
+                    "objective fails, bisect to the resolution, confirm. Every probe must be "
+                    "valid: when the load generator falls behind, the answer says so with "
+                    "the highest valid rate. Probes are run directories under one parent. "
+                    "Exit 0 with an answer, 4 when the generator was the limit.")
+    srch.add_argument("scenario", help="scenario name or YAML file")
+    srch.add_argument("--target", metavar="URL",
+                      help="the target (default: the scenario's, else the local cluster)")
+    srch.add_argument("--slo", metavar="FILE", help="SLO file (default: the scenario's)")
+    srch.add_argument("--start-rate", metavar="OPS",
+                      help="first probe's rate (default: the scenario's rate, else 1000)")
+    srch.add_argument("--max-rate", metavar="OPS", help="never probe above this rate")
+    srch.add_argument("--step", type=float, default=2.0,
+                      help="factor between the coarse steps (default 2)")
+    srch.add_argument("--resolution", default="2%",
+                      help="bisect until passing and failing rates are this close (default 2%%)")
+    srch.add_argument("--confirm", type=int, default=2, metavar="N",
+                      help="confirmation runs at the answer (default 2)")
+    srch.add_argument("--budget", default="5m", metavar="TIME",
+                      help="time the whole search may take (default 5m)")
+    srch.add_argument("--probe-duration", default="10s", metavar="TIME",
+                      help="measured time of each probe (default 10s)")
+    srch.add_argument("--probe-warmup", default="2s", metavar="TIME",
+                      help="warm-up of each probe (default 2s)")
+    srch.add_argument("--prefill", action=argparse.BooleanOptionalAction, default=None,
+                      help="prefill before the first probe (default: the scenario's)")
+    srch.add_argument("--users", type=int, metavar="N", help="Locust users per probe")
+    srch.add_argument("--processes", type=int, metavar="N",
+                      help="Locust processes per probe (-1: one per core)")
+    srch.add_argument("--timeout", metavar="TIME", default="1s",
+                      help="per-request client timeout (default: 1s)")
+    srch.add_argument("--out", metavar="DIR",
+                      help="parent directory of the probes (default: results/<time>-search-<scenario>)")
+    srch.set_defaults(handler=commands.capacity_search)
+    bench_ = csub.add_parser(
+        "benchmark", help="the memory model's own speed and sampling error (make perf)",
+        description="10 M keys and 100 M ops sampled within 60 s of CPU; a small key "
+                    "space sampled within 1 point of simulating every key. Exit 1 when "
+                    "a check misses its bound.")
+    bench_.add_argument("--quick", action="store_true", help="the sampling check only")
+    bench_.set_defaults(handler=commands.capacity_benchmark)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench",
@@ -245,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cachebench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_worker, _add_cluster, _add_scenarios, _add_analysis,
-                _add_regress, _add_selftest):
+                _add_regress, _add_capacity, _add_selftest):
         add(sub)
     return parser
 

@@ -15,13 +15,14 @@ times slower.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from argparse import Namespace
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE,
                           InputError)
@@ -29,6 +30,7 @@ from bench.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INVALID, EXIT_OK, EX
 if TYPE_CHECKING:
     from bench.analysis.compare import Method, Row, Tolerance
     from bench.analysis.runs import RunData
+    from bench.analysis.summary import Summary
     from bench.driver import RunOptions
     from bench.scenario.model import Scenario
 
@@ -382,6 +384,158 @@ def export(args: Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ capacity
+
+
+def _write_json(directory: str | Path | None, name: str, data: dict[str, Any]) -> Path | None:
+    """Write `name` into the --out DIR (created); an unwritable place is the user's to fix."""
+    if directory is None:
+        return None
+    path = Path(directory) / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror}", file=str(path), field="--out") from None
+    _write_text(str(path), json.dumps(data, indent=2, allow_nan=False) + "\n", "--out")
+    return path
+
+
+def _sizes(value: str | None, flag: str) -> list[int] | None:
+    """`1GiB,2GiB,4GiB` -> bytes, each at least 1MiB."""
+    from bench.units import parse_size
+
+    if value is None:
+        return None
+    sizes = [_parsed(parse_size, part.strip(), flag) for part in value.split(",") if part.strip()]
+    if not sizes or any(s is None or s < 2**20 for s in sizes):
+        raise InputError(f"expected sizes of at least 1MiB separated by commas, got {value!r}",
+                         field=flag)
+    return sizes  # type: ignore[return-value]
+
+
+def _memory_nodes(target: str | None, nodes: int) -> tuple[str, ...]:
+    """--target's nodes (a memcached pool), else --nodes N named cache1..N."""
+    from bench.capacity.memory import pool_nodes
+    from bench.targets import parse_target
+
+    if target:
+        info = parse_target(target)
+        if info.kind != "memcached":
+            raise InputError(f"the memory model is memcached's; got a {info.kind} target",
+                             field="--target")
+        return pool_nodes(len(info.nodes), list(info.nodes))
+    return pool_nodes(nodes)
+
+
+def capacity_memory(args: Namespace) -> int:
+    """`bench capacity memory SCENARIO`: the hit-ratio curve, no server needed."""
+    import math
+
+    from bench.capacity.memory import run_memory
+    from bench.capacity.slabs import SlabClasses
+    from bench.output import capacity as view
+    from bench.output.console import task_progress
+    from bench.scenario.model import load_scenario
+    from bench.units import parse_fraction, parse_rate
+
+    scenario = load_scenario(args.scenario)
+    target = _parsed(parse_fraction, args.target_hit_ratio, "--target-hit-ratio")
+    if target is not None and not 0 < target < 1:
+        raise InputError(f"expected a hit ratio between 0% and 100%, got {target:g}",
+                         field="--target-hit-ratio")
+    rate = _parsed(parse_rate, args.rate, "--rate") or scenario.load.rate
+    if not rate or not math.isfinite(rate) or rate <= 0:
+        raise InputError("expected the op rate the model runs at: give --rate OPS "
+                         "(the scenario has no open-loop rate)", field="--rate")
+    try:
+        slabs = SlabClasses(growth_factor=args.growth_factor, min_chunk=args.min_chunk)
+    except ValueError as err:
+        raise InputError(str(err), field="-f/-n") from None
+    nodes = _memory_nodes(args.target, args.nodes)
+    memories = _sizes(args.memory, "--memory")
+    sample_rate = _parsed(parse_fraction, args.sample_rate, "--sample-rate")
+    with task_progress("simulating memory sizes", total=None, quiet=args.quiet) as advance:
+        report = run_memory(
+            scenario, nodes=nodes, slabs=slabs, op_rate=rate, target=target,
+            memories=memories, ops=args.ops, warmup_ops=args.warmup_ops,
+            sample_rate=sample_rate, budget=args.budget, seed=args.seed,
+            progress=lambda done, total: advance(1))
+    written = _write_json(args.out, "memory.json", report.to_json())
+    view.print_parts(view.memory_tables(report), written)
+    return EXIT_OK
+
+
+def capacity_search(args: Namespace) -> int:
+    """`bench capacity search SCENARIO --target URL`: the max rate within the SLO (exit 0
+    with an answer, 4 when the load generator was the limit)."""
+    import contextlib
+    import io
+    import os
+
+    from bench import driver
+    from bench.capacity.search import Search, SearchSettings
+    from bench.output import capacity as view
+    from bench.results import rundir
+    from bench.scenario.model import load_scenario
+    from bench.targets import parse_target
+    from bench.units import parse_duration, parse_fraction, parse_rate
+
+    scenario = load_scenario(args.scenario)
+    slo = driver.resolve_slo(args.slo, scenario)
+    if slo is None or not (slo.objectives or slo.errors or slo.hit_ratio):
+        raise InputError("the search needs an SLO to stay within: give --slo FILE or an "
+                         "slo: block in the scenario", field="--slo")
+    url = driver.resolve_target_url(args.target, scenario)
+    nodes = len(parse_target(url).nodes)
+    settings = SearchSettings(
+        start_rate=_parsed(parse_rate, args.start_rate, "--start-rate")
+        or scenario.load.rate or 1000.0,
+        step=args.step, resolution=_parsed(parse_fraction, args.resolution, "--resolution"),
+        confirmations=args.confirm,
+        budget_s=_parsed(parse_duration, args.budget, "--budget"),
+        max_rate=_parsed(parse_rate, args.max_rate, "--max-rate"),
+        processes=(os.cpu_count() or 1) if args.processes == -1 else args.processes or 1)
+    probe = driver.RunOptions(
+        target=url, duration_s=_parsed(parse_duration, args.probe_duration, "--probe-duration"),
+        warmup_s=_parsed(parse_duration, args.probe_warmup, "--probe-warmup"),
+        users=args.users, processes=args.processes, slo_file=args.slo,
+        timeout_s=_parsed(parse_duration, args.timeout, "--timeout"), quiet=True)
+    parent = rundir.new_run_dir(driver.RESULTS_ROOT, f"search-{scenario.name}", out=args.out)
+
+    def run_probe(rate: float, phase: str, number: int) -> tuple[Summary, str]:
+        """`bench run`'s code at one rate into parent/NN-phase-RATE, its output kept out
+        of the terminal; only the first probe prefills (the cache stays warm)."""
+        out = parent / f"{number:02d}-{phase}-{rate:.0f}"
+        options = dataclasses.replace(probe, rate=rate, out=str(out),
+                                      prefill=args.prefill if number == 1 else False)
+        with contextlib.redirect_stdout(io.StringIO()):
+            run_dir = driver.drive(scenario, slo, options)
+            _, summary = driver.summarize_run(run_dir, slo)
+        return summary, str(out)
+
+    view.print_search_intro(scenario.name, url, settings, parent)
+    try:
+        finder = Search(run_probe, settings, nodes,
+                        progress=lambda p, elapsed: view.print_probe(p, elapsed,
+                                                                     settings.budget_s))
+    except ValueError as err:
+        raise InputError(str(err), field="--step/--resolution/--confirm") from None
+    result = finder.run()
+    written = _write_json(parent, "search.json", result.to_json())
+    view.print_parts(view.search_tables(result), written)
+    return EXIT_INVALID if result.generator_limited else EXIT_OK
+
+
+def capacity_benchmark(args: Namespace) -> int:
+    """`bench capacity benchmark` (make perf): exit 1 when a check misses its bound."""
+    from bench.capacity import benchmark as checks
+    from bench.output import capacity as view
+
+    results = [checks.sampling_error()] + ([] if args.quick else [checks.speed()])
+    view.print_parts([view.benchmark_table(results)])
+    return EXIT_OK if all(c.passed for c in results) else EXIT_FAILED
 
 
 def selftest(args: Namespace) -> int:

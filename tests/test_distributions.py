@@ -126,6 +126,62 @@ def test_scrambled_zipf_keeps_rank_frequency_but_spreads_hot_keys() -> None:
     assert d.top_share(dist, 0.1) == d.top_share(d.Zipf(200, 0.99), 0.1)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: d.Uniform(1000), lambda: d.Zipf(1000, 0.99), lambda: d.Zipf(1000, 1.6),
+    lambda: d.ScrambledZipf(1000, 0.99), lambda: d.ScrambledZipf(5_000_000, 0.8),
+    lambda: d.Hotspot(1000, 0.2, 0.8), lambda: d.Hotspot(1000, 0.5, 0.2)])
+def test_probability_and_hottest_agree_with_the_shares(make) -> None:
+    """Per-key shares sum to 1, `hottest` lists keys by falling share with their
+    `probability`, and its sum is `top_keys_share`."""
+    dist = make()
+    if dist.n <= 1000:
+        assert dist.probability(np.arange(dist.n)).sum() == pytest.approx(1.0)
+    keys, shares = dist.hottest(50)
+    assert np.array_equal(shares, dist.probability(keys))
+    assert np.all(np.diff(shares) <= 1e-15) and len(set(keys.tolist())) == len(keys)
+    if len(keys):
+        assert shares.sum() == pytest.approx(dist.top_keys_share(50))
+
+
+def test_scrambled_zipf_inverse_permutation_finds_each_rank() -> None:
+    """Above the table size the Feistel network is inverted by walking back."""
+    dist = d.ScrambledZipf(d.TABLE_MAX_N + 12_345, 0.99)
+    ranks = np.array([0, 1, 2, 77, 10**6, d.TABLE_MAX_N + 12_344])
+    keys = dist.key_of_rank(ranks)
+    assert np.allclose(dist.probability(keys), d.Zipf(dist.n, 0.99).probability(ranks))
+
+
+@pytest.mark.parametrize("make", [lambda: d.Zipf(100_000, 0.99),
+                                  lambda: d.ScrambledZipf(100_000, 1.2),
+                                  lambda: d.Hotspot(100_000, 0.01, 0.9)])
+def test_request_weighting_makes_the_request_weighted_uniform_uniform(make) -> None:
+    """Weighted by each key's share, RequestWeighting's v is uniform to within half the
+    hottest key's share (no fixed per-key value can do better), where the raw hashed
+    uniform is off by more."""
+    dist = make()
+    keys = np.arange(dist.n)
+    shares = dist.probability(keys)
+    u = d.hashed_uniform(keys, 99)
+
+    def distance(values: np.ndarray) -> float:
+        order = np.argsort(values)
+        cumulative = np.cumsum(shares[order])
+        return float(np.max(np.abs(cumulative - shares[order] / 2 - values[order])))
+
+    v = d.RequestWeighting(dist, 99)(keys, u)
+    assert distance(v) <= shares.max() / 2 + 2e-3
+    assert np.all((v >= 0) & (v < 1))
+    if isinstance(dist, d.Zipf):
+        assert distance(u) > 2 * distance(v)
+
+
+def test_request_weighting_leaves_keys_without_fixed_hot_spots_alone() -> None:
+    u = d.hashed_uniform(np.arange(100), 5)
+    for dist in (d.Uniform(100), d.Sequential(100), d.Latest(100, 0.99)):
+        assert np.array_equal(d.RequestWeighting(dist, 5)(np.arange(100), u), u)
+    assert not d.Sequential(100).irm and not d.Latest(100, 0.9).irm and d.Zipf(9, 1).irm
+
+
 def test_hotspot_matches_its_two_level_pmf() -> None:
     """H0: each of the 20 hot keys (indices 0..19) has probability 0.8/20 and each of
     the 80 cold keys 0.2/80."""

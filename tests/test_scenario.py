@@ -249,6 +249,26 @@ def test_preview_numbers_match_the_distributions() -> None:
     assert space.working_set_bytes == pytest.approx(10_000 * (mean_key + 1000))
 
 
+@pytest.mark.parametrize("per", ["key", "request"])
+def test_preview_shows_sizes_per_request_and_per_key(per: str) -> None:
+    """A distribution `per: request` is what the requests carry (popularity-weighted), one
+    `per: key` what the keys store; the preview shows both and they differ as they should."""
+    scn = parse_scenario(textwrap.dedent(f"""\
+        name: sizes
+        load: {{rate: 10}}
+        keyspaces:
+          - name: s
+            keys: 200000
+            popularity: {{dist: zipf, alpha: 0.8}}
+            value_size: {{dist: lognormal, median: 500B, p99: 20KiB, per: {per}}}
+            mix: {{get: 1}}
+        """))
+    result = preview(scn, 100 * BLOCK_OPS)
+    described = result.value_size if per == "request" else result.value_size_per_key
+    expected = Workload(scn).plans[0].value_size.quantile(np.array([0.5, 0.9]))
+    assert [described[50], described[90]] == pytest.approx(expected.tolist(), rel=0.1)
+
+
 # ----------------------------------------------------------------------------- traces
 
 

@@ -93,7 +93,9 @@ def preview_tables(result: Preview) -> list[Table]:
     memory.add_row("total", "", "", "", format_size(result.working_set_bytes))
     sizes = _table("sizes (bytes)", "", *(f"p{p}" if p < 100 else "max" for p in PERCENTILES))
     sizes.add_row("key length", *map(format_whole, result.key_length.values()))
-    sizes.add_row("value size", *map(format_whole, result.value_size.values()))
+    sizes.add_row("value size per request", *map(format_whole, result.value_size.values()))
+    sizes.add_row("value size per key (stored)",
+                  *map(format_whole, result.value_size_per_key.values()))
     ttls = _table("TTL shares (TTL each op would write with)", "ttl", "share")
     for ttl, share in list(result.ttl_shares.items())[:SHOWN_TTLS]:
         ttls.add_row("no expiry" if ttl == 0 else format_duration(ttl),

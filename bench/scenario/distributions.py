@@ -9,7 +9,9 @@ Two families, one job each:
 
 - popularity over `n` keys, returning key indices 0..n-1: `Uniform`, `Zipf`,
   `ScrambledZipf`, `Hotspot`, `Sequential`, `Latest`. `top_share(dist, fraction)` gives the
-  exact expected share of requests to the hottest `fraction` of keys, for previews.
+  exact expected share of requests to the hottest `fraction` of keys, for previews;
+  `probability` and `hottest` give each key's long-run share of the requests, for the
+  capacity model and for `RequestWeighting`.
 - sizes in bytes: `Fixed`, `UniformSize`, `WeightedChoice`, `Normal`, `LogNormal`, `GEV`,
   `GeneralizedPareto`, `Empirical`. Each takes optional keyword clamps `min`/`max`,
   applied after sampling; `mean()` feeds working-set estimates.
@@ -26,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,6 +36,7 @@ __all__ = [
     "Popularity", "Uniform", "Zipf", "ScrambledZipf", "Hotspot", "Sequential", "Latest",
     "top_share", "SizeDistribution", "Fixed", "UniformSize", "WeightedChoice", "Normal",
     "LogNormal", "GEV", "GeneralizedPareto", "Empirical", "TABLE_MAX_N", "hashed_uniform",
+    "RequestWeighting",
 ]
 
 TABLE_MAX_N = 1 << 22
@@ -139,10 +142,28 @@ def _norm_ppf(u: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- popularity
 
 class Popularity(ABC):
-    """Chooses key indices 0..n-1; subclasses say how skewed the choice is."""
+    """Chooses key indices 0..n-1; subclasses say how skewed the choice is.
+
+    `irm` says whether requests are independent draws from a fixed distribution over
+    the keys (the independent reference model, which Che's approximation assumes);
+    `Sequential` and `Latest` move their hot spot as they go, so they are not.
+    """
+
+    irm = True
 
     def __init__(self, n: int) -> None:
         self.n = _positive_int("n", n)
+
+    def probability(self, indices: np.ndarray) -> np.ndarray:
+        """Each key's long-run share of the requests (float64); 1/n for every key unless
+        a subclass fixes some keys as hotter (a moving hot spot visits every key)."""
+        return np.full(np.shape(indices), 1.0 / self.n)
+
+    def hottest(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (at most) `m` keys with the largest fixed share of the requests, hottest
+        first, and their shares; none when no key is hotter than another in the long
+        run (uniform, or a hot spot that moves)."""
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
 
     @abstractmethod
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -277,6 +298,13 @@ class Zipf(Popularity):
     def top_keys_share(self, m: int) -> float:
         return _harmonic(min(m, self.n), self.alpha) / self._h_n
 
+    def probability(self, indices: np.ndarray) -> np.ndarray:
+        return (np.asarray(indices, dtype=np.float64) + 1.0) ** -self.alpha / self._h_n
+
+    def hottest(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.arange(min(m, self.n), dtype=np.int64)
+        return keys, self.probability(keys)
+
     def describe(self) -> str:
         return f"zipf(n={self.n}, alpha={self.alpha:g})"
 
@@ -306,13 +334,30 @@ class _FeistelPermutation:
             left, right = right, left ^ self._round(right, key)
         return (left << self.half_bits) | right
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = self._encrypt(np.asarray(x, dtype=np.uint64))
-        walking = np.flatnonzero(y >= self.n)
+    def _decrypt(self, y: np.ndarray) -> np.ndarray:
+        """The inverse of `_encrypt`: the rounds undone in reverse order."""
+        left, right = y >> self.half_bits, y & self.mask
+        for key in reversed(self._KEYS):
+            left, right = right ^ self._round(left, key), left
+        return (left << self.half_bits) | right
+
+    @staticmethod
+    def _walk(x: np.ndarray, n: int, step: Any) -> np.ndarray:
+        """Apply `step` until every value is inside 0..n-1 (cycle walking)."""
+        y = step(np.asarray(x, dtype=np.uint64))
+        walking = np.flatnonzero(y >= n)
         while walking.size:
-            y[walking] = self._encrypt(y[walking])
-            walking = walking[y[walking] >= self.n]
+            y[walking] = step(y[walking])
+            walking = walking[y[walking] >= n]
         return y.astype(np.int64)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._walk(x, self.n, self._encrypt)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """x for y = self(x): walking back through the decryptions ends at the first
+        in-range value, which is where the forward walk started."""
+        return self._walk(y, self.n, self._decrypt)
 
 
 class ScrambledZipf(Popularity):
@@ -349,6 +394,13 @@ class ScrambledZipf(Popularity):
     def top_keys_share(self, m: int) -> float:
         return self._zipf.top_keys_share(m)
 
+    def probability(self, indices: np.ndarray) -> np.ndarray:
+        return self._zipf.probability(self._permutation.inverse(indices))
+
+    def hottest(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        ranks, shares = self._zipf.hottest(m)
+        return self.key_of_rank(ranks), shares
+
     def describe(self) -> str:
         return f"scrambled-zipf(n={self.n}, alpha={self.alpha:g})"
 
@@ -376,15 +428,31 @@ class Hotspot(Popularity):
         offsets = rng.integers(0, np.where(hot, self.hot_keys, cold_keys), dtype=np.int64)
         return np.where(hot, offsets, self.hot_keys + offsets)
 
+    def _groups(self) -> list[tuple[float, int, int]]:
+        """(share per key, first index, key count) of the hot and cold sets, hotter first."""
+        return sorted([(self.hot_share / self.hot_keys, 0, self.hot_keys),
+                       ((1.0 - self.hot_share) / (self.n - self.hot_keys), self.hot_keys,
+                        self.n - self.hot_keys)], reverse=True)
+
     def top_keys_share(self, m: int) -> float:
-        groups = sorted([(self.hot_share / self.hot_keys, self.hot_keys),
-                         ((1.0 - self.hot_share) / (self.n - self.hot_keys), self.n - self.hot_keys)],
-                        reverse=True)
         share, left = 0.0, min(m, self.n)
-        for per_key, count in groups:
+        for per_key, _, count in self._groups():
             taken = min(left, count)
             share, left = share + taken * per_key, left - taken
         return share
+
+    def probability(self, indices: np.ndarray) -> np.ndarray:
+        hot = self.hot_share / self.hot_keys
+        cold = (1.0 - self.hot_share) / (self.n - self.hot_keys)
+        return np.where(np.asarray(indices) < self.hot_keys, hot, cold)
+
+    def hottest(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        keys, left = [], min(m, self.n)
+        for _, first, count in self._groups():
+            keys.append(np.arange(first, first + min(left, count), dtype=np.int64))
+            left -= len(keys[-1])
+        joined = np.concatenate(keys)
+        return joined, self.probability(joined)
 
     def describe(self) -> str:
         return (f"hotspot(n={self.n}, hot_fraction={self.hot_fraction:g}, "
@@ -392,13 +460,15 @@ class Hotspot(Popularity):
 
 
 class Sequential(Popularity):
-    """Keys in order, start, start+1, ..., wrapping at n; ignores the rng.
+    """Keys in order, start, start+1, ..., wrapping at n; ignores the rng. Not IRM.
 
     Stateful: the sampler keeps `position`, the index it returns next. It is
     deterministic per stream because the caller gives each stream its own `start`
     (e.g. stream i of k starts at i*n//k), or `seek`s to a position derived from the
     block it is drawing, so a result never depends on timing.
     """
+
+    irm = False
 
     def __init__(self, n: int, start: int = 0) -> None:
         super().__init__(n)
@@ -433,6 +503,8 @@ class Latest(Popularity):
     same way as `Sequential`: the state is `newest`, set by the constructor.
     """
 
+    irm = False
+
     def __init__(self, n: int, alpha: float, newest: int | None = None) -> None:
         super().__init__(n)
         self._zipf = Zipf(self.n, alpha)
@@ -454,6 +526,40 @@ class Latest(Popularity):
 
     def describe(self) -> str:
         return f"latest(n={self.n}, alpha={self.alpha:g})"
+
+
+class RequestWeighting:
+    """Per-key uniforms re-spread so that, weighted by request, they are uniform.
+
+    Why: a per-key attribute drawn as `quantile(hashed_uniform(key))` follows the
+    distribution over keys, but the requests carry it in proportion to popularity: with
+    Zipf popularity the hottest few keys take whole percents of the requests each, and
+    the sizes requests see are then lumpy draws. A distribution said to be `per:
+    request` is fed `v` instead of `u`: keys in the order of their `u`, each given the
+    middle of its slice of the cumulative request share, so that the share of requests
+    with v <= x is x (to within half the share of the hottest key). The `hot` most
+    popular keys get exact slices; the rest together hold the remaining share, spread
+    evenly over u (their u are uniform and none of them weighs much). A popularity
+    without fixed hot keys (`hottest` gives none) leaves u as it is.
+    """
+
+    def __init__(self, popularity: Popularity, salt: int, hot: int = 1 << 16) -> None:
+        keys, shares = popularity.hottest(hot)
+        u = hashed_uniform(keys, salt)
+        order = np.argsort(u, kind="stable")
+        self._u = u[order]
+        self._below = np.concatenate(([0.0], np.cumsum(shares[order])))
+        self._rest = max(0.0, 1.0 - float(shares.sum()))
+        by_key = np.argsort(keys, kind="stable")
+        self._keys, self._shares = keys[by_key], shares[by_key]
+
+    def __call__(self, indices: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """`v` for keys `indices` whose hashed uniforms are `u`."""
+        v = self._rest * u + self._below[np.searchsorted(self._u, u, side="left")]
+        if len(self._keys):
+            at = np.minimum(np.searchsorted(self._keys, indices), len(self._keys) - 1)
+            v = v + np.where(self._keys[at] == indices, self._shares[at] / 2.0, 0.0)
+        return np.clip(v, 0.0, np.nextafter(1.0, 0.0))
 
 
 # --------------------------------------------------------------------------- sizes

@@ -44,6 +44,7 @@ examples, each saying what it models and where its numbers come from)::
                                    # choices, normal mean/sd, lognormal mu/sigma or
                                    # median/p99, gev and gpareto loc/scale/shape,
                                    # empirical points or file; min/max clamp any of them
+                                   # per: key (default) or request, see below
         key_size: {dist: gev, ...} # pad keys to this length when the template doesn't fix it
         ttl: {1h: 25%, 1d: 75%}    # or `1h`, or {min: 1h, max: 1d}; 0 = no expiry
         values: blob               # or counter (incr/decr keys hold numbers)
@@ -66,6 +67,15 @@ examples, each saying what it models and where its numbers come from)::
           ratelimit: ...           # INCRBY + EXPIRE (memcached: incr, add)
       - name: replay               # or: a trace replayed (the only key space then)
         trace: {file: cluster52.csv, speed: 2, loop: true}
+
+What a size distribution weights (`per`): a key keeps one value size (and key length)
+wherever it is requested, so a distribution describes either the stored items, one
+draw per key (`per: key`, the default: what `stats sizes` of a server shows and what
+the memory model stores), or the requests (`per: request`: the sizes requests carry,
+popularity-weighted, as traces and most published workload studies measure them). For
+`per: request` the keys' sizes are spread over the distribution in proportion to their
+popularity (`distributions.RequestWeighting`), so the stored sizes then differ from it.
+`bench scenarios preview` shows both.
 """
 
 from __future__ import annotations
@@ -162,10 +172,15 @@ def _with_some_weight(weights: dict[Any, float], expected: str) -> dict[Any, flo
 
 
 class _Clamped(StrictModel):
-    """Sizes may be clamped: values below `min` become `min`, above `max` become `max`."""
+    """Sizes may be clamped: values below `min` become `min`, above `max` become `max`.
+
+    `per` says whether the distribution describes keys or requests (module docstring);
+    it applies to value_size and key_size, the sizes a key keeps.
+    """
 
     min: Size | None = None
     max: Size | None = None
+    per: Literal["key", "request"] = "key"
 
     @model_validator(mode="after")
     def _ordered(self) -> _Clamped:
@@ -615,6 +630,7 @@ class KeySpace(StrictModel):
                                               "(its keys must hold numbers)")
         if sum(e.weight for e in self.mix.values()) <= 0:
             raise error_at(("mix",), "expected at least one op with a weight > 0")
+        _check_per_key_only(self)
         if isinstance(self.value_size, EmpiricalSize) and self.value_size.file:
             _resolve(self.value_size, _base_dir(info))
         for path, build in (("popularity", self._popularity), ("value_size", self._value_size),
@@ -684,6 +700,17 @@ def _check_entry(name: str, entry: MixEntry) -> None:
     if entry.on_miss is not None and entry.on_miss not in ON_MISS.get(op, ()):
         expected = " or ".join(ON_MISS[op]) if op in ON_MISS else "not set (no on_miss for it)"
         raise error_at(("mix", name, "on_miss"), f"on_miss for {op} must be {expected}")
+
+
+def _check_per_key_only(space: KeySpace) -> None:
+    """Batch sizes and padded variable lengths are drawn per op or per key by nature:
+    `per: request` there would be a mistake."""
+    places = [(("mix", name, "batch", "per"), entry.batch) for name, entry in space.mix.items()]
+    places += [(("vars", name, "length", "per"), var.length) for name, var in space.vars.items()
+               if isinstance(var, PaddedVar)]
+    for path, spec in places:
+        if spec is not None and spec.per != "key":
+            raise error_at(path, "per applies to value_size and key_size only")
 
 
 def _is_set(model: BaseModel, name: str) -> bool:

@@ -7,9 +7,9 @@ number of users, processes or machines, and a block costs one vectorised draw pe
 space instead of Python-level sampling per op.
 
 Per-key properties (stored value size, padded key length) are fixed functions of the
-key's index (`distributions.hashed_uniform` through the size distribution's quantile),
-so a key keeps its size wherever and by whomever it is requested, and nothing per key
-is stored; per-op properties (key choice, op, TTL, regeneration time, batch size) come
+key's index (`distributions.hashed_uniform` through the size distribution's quantile,
+re-spread by `RequestWeighting` when the distribution is `per: request`), so a key
+keeps its size wherever and by whomever it is requested, and nothing per key is stored; per-op properties (key choice, op, TTL, regeneration time, batch size) come
 from the block's generator.
 
 What an Op does on a target is `executor.Executor`'s job; the bytes it writes come from
@@ -27,7 +27,7 @@ import numpy as np
 from redis.crc import key_slot
 
 from bench.scenario import keys as mwkeys
-from bench.scenario.distributions import Latest, Sequential, hashed_uniform
+from bench.scenario.distributions import Latest, RequestWeighting, Sequential, hashed_uniform
 from bench.errors import InputError
 from bench.scenario.model import KeySpace, MixEntry, Scenario
 from bench.scenario.trace import TRACE_OPS, read_trace
@@ -117,6 +117,10 @@ class SpacePlan:
         self.check_templates = built.check_templates
         self.value_size, self.key_size = built.value_size, built.key_size
         self.salts = {w: _salt(seed, space.name, w) for w in ("value", "key")}
+        self._weighting = {what: RequestWeighting(self.popularity, self.salts[what])
+                           for what, spec in (("value", space.value_size),
+                                              ("key", space.key_size))
+                           if spec is not None and spec.per == "request"}
         self.entries = [(name, entry, entry_op(name, entry)) for name, entry in space.mix.items()]
         weights = np.array([e.weight for _, e, _ in self.entries])
         self.entry_p = weights / weights.sum()
@@ -137,8 +141,15 @@ class SpacePlan:
         return self._sizes_of(indices)
 
     def _sizes_of(self, indices: np.ndarray) -> np.ndarray:
-        raw = self.value_size.quantile(hashed_uniform(indices, self.salts["value"]))
+        raw = self.value_size.quantile(self._key_uniform(indices, "value"))
         return stored_size(raw, self.space)
+
+    def _key_uniform(self, indices: np.ndarray, what: str) -> np.ndarray:
+        """The uniform behind a key's `what` ("value" size or "key" length): fixed per
+        key, request-weighted when that distribution is `per: request`."""
+        u = hashed_uniform(indices, self.salts[what])
+        weighting = self._weighting.get(what)
+        return u if weighting is None else weighting(indices, u)
 
     def keys_for(self, indices: np.ndarray, sister: str | None = None,
                  template: Any = None) -> list[str]:
@@ -166,7 +177,7 @@ class SpacePlan:
     def _build_keys(self, indices: np.ndarray, sister: str | None, template: Any) -> list[str]:
         keys = (template or self.template).keys(indices)
         if self.key_size is not None and template is None:
-            lengths = self.key_size.quantile(hashed_uniform(indices, self.salts["key"]))
+            lengths = self.key_size.quantile(self._key_uniform(indices, "key"))
             keys = pad_keys(keys, lengths - len(self.prefix))
         if sister is not None:
             scheme = self.space.wan.scheme

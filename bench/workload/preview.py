@@ -3,7 +3,8 @@
 The preview answers "what will this scenario send?": op shares, how concentrated key
 popularity is (share of requests to the hottest 1% of keys, observed and exact), key
 and value size percentiles, TTL shares and the bytes the key spaces need when every key
-is cached. It draws the same stream a run would (stream 0 of 1), so `write_csv` writes
+is cached. Value sizes are shown both ways a scenario's `per` can mean them: as the
+requests carry them and as the keys store them. It draws the same stream a run would (stream 0 of 1), so `write_csv` writes
 exactly the ops a one-user run sends. The tables are `bench.output.scenarios`'.
 """
 
@@ -59,6 +60,7 @@ class Preview:
     ttl_shares: dict[float, float] = field(default_factory=dict)
     key_length: dict[int, float] = field(default_factory=dict)
     value_size: dict[int, float] = field(default_factory=dict)
+    value_size_per_key: dict[int, float] = field(default_factory=dict)
     spaces: list[SpacePreview] = field(default_factory=list)
 
     @property
@@ -88,7 +90,10 @@ def preview(scn: Scenario, ops: int, seed: int | None = None) -> Preview:
     sizes = np.array([op.value_size for op in drawn])
     result.key_length = _percentiles(key_lengths)
     result.value_size = _percentiles(sizes)
-    result.spaces = [_space_preview(workload, i, drawn) for i in range(len(scn.keyspaces))]
+    stored: list[tuple[np.ndarray, float]] = []
+    result.spaces = [_space_preview(workload, i, drawn, stored)
+                     for i in range(len(scn.keyspaces))]
+    result.value_size_per_key = _weighted_percentiles(stored)
     return result
 
 
@@ -96,11 +101,26 @@ def _percentiles(values: np.ndarray) -> dict[int, float]:
     return {p: float(np.percentile(values, p)) for p in PERCENTILES}
 
 
-def _space_preview(workload: Workload, index: int, drawn: list[Op]) -> SpacePreview:
-    """Popularity concentration and sizes of key space `index`."""
+def _weighted_percentiles(samples: list[tuple[np.ndarray, float]]) -> dict[int, float]:
+    """Percentiles over several key spaces' sampled per-key sizes, each sample standing
+    for `weight` keys per value (its key count over the sample size)."""
+    values = np.concatenate([v for v, _ in samples])
+    weights = np.concatenate([np.full(len(v), w) for v, w in samples])
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order]) / weights.sum()
+    return {p: float(values[order][min(np.searchsorted(cumulative, p / 100 - 1e-12),
+                                       len(values) - 1)]) for p in PERCENTILES}
+
+
+def _space_preview(workload: Workload, index: int, drawn: list[Op],
+                   stored: list[tuple[np.ndarray, float]]) -> SpacePreview:
+    """Popularity concentration and sizes of key space `index`; its sampled per-key
+    value sizes are appended to `stored`."""
     space = workload.scenario.keyspaces[index]
     requests = Counter(k for op in drawn if op.space == index for k in requested_keys(op))
     if space.trace is not None:
+        sizes = np.array(list({op.keys[0]: op.value_size for op in workload.trace.ops}.values()))
+        stored.append((sizes, 1.0))
         return _trace_preview(space.name, workload.trace.ops, sum(requests.values()))
     plan = workload.plans[index]
     pop = plan.popularity
@@ -114,7 +134,9 @@ def _space_preview(workload: Workload, index: int, drawn: list[Op]) -> SpacePrev
     if space.keys > SIZE_SAMPLE:
         sample = np.random.default_rng(0).choice(space.keys, SIZE_SAMPLE, replace=False)
     out.mean_key_bytes = float(np.mean([len(k) for k in plan.keys_for(sample)]))
-    out.mean_value_bytes = float(plan.sizes(sample).mean())
+    sizes = plan.sizes(sample)
+    stored.append((sizes, space.keys / len(sample)))
+    out.mean_value_bytes = float(sizes.mean())
     return out
 
 
