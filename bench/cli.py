@@ -29,7 +29,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Run a scenario through Locust (headless unless --ui) and write "
                     "results/<time>-<scenario>/: run.json, latency.hlog, timeline.csv, "
                     "server-stats.json, summary.json. Exit 0 when the SLO is met, 1 when "
-                    "not, 2 on bad input, 3 when the target is unreachable.")
+                    "not, 2 on bad input, 3 when the target is unreachable or the run was "
+                    "stopped early (Ctrl-C, SIGTERM, a lost worker).")
     p.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                    help="scenario name (from scenarios/) or path to a YAML file "
                         f"(default: {DEFAULT_SCENARIO})")
@@ -70,6 +71,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="with --master: wait for N workers before starting (default 1)")
     p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write report.html and its plots into the run directory (default: yes)")
+    p.add_argument("--force", action="store_true",
+                   help="prefill even when it is larger than the target's memory")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     _handler(p, "bench.driver:run_command")
 

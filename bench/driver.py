@@ -13,15 +13,15 @@ import dataclasses
 import math
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from argparse import Namespace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import __version__, cluster
 from bench.analysis import runs as analyze
@@ -29,11 +29,13 @@ from bench.output import console
 from bench.output import report
 from bench.results import rundir
 from bench.errors import InputError, TargetError
-from bench.loadgen.runconfig import CONFIG_ENV, LoadPlan, RunConfig
+from bench.loadgen import launch
+from bench.loadgen.runconfig import CONFIG_ENV, LIMITS, LoadPlan, RunConfig
 from bench.scenario.model import Scenario, load_scenario
+from bench.scenario.preview import sampled_sizes
 from bench.scenario.slo import SloSpec, load_slo
-from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
-                           unsupported_ops)
+from bench.targets import (TargetInfo, open_target, parse_target, server_stats,
+                           server_versions, unsupported_ops)
 from bench.units import parse_duration, parse_rate
 from bench.workload.ops import Workload
 
@@ -43,6 +45,10 @@ DEFAULT_TARGET = "local:memcached"
 #: Locust's own time limit is a safety net; the run normally ends when every worker
 #: has shipped its last interval.
 RUN_TIME_MARGIN_S = 30.0
+#: Values larger than Redis's largest string (512 MB) are refused before a run.
+MAX_VALUE_BYTES = 512 * 2**20
+#: Keys per key space sampled for value sizes and the working set before a run.
+SIZE_CHECK_SAMPLE = 2000
 PACKAGES = ("locust", "pymemcache", "redis", "hiredis", "numpy", "hdrhistogram", "gevent")
 
 
@@ -54,15 +60,10 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
     if mode == "open" and not rate:
         raise InputError("open-loop load needs a rate: give --rate OPS or load.rate in the "
                          "scenario, or use --closed", field="--rate")
-    users = args.users if args.users is not None else load.users
-    if users < 1:
-        raise InputError(f"expected at least 1 user, got {users}", field="--users")
-    check_user_split(users, args)
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise InputError(f"expected a seed from 0 to 2^63-1, got {args.seed}", field="--seed")
     plan = LoadPlan(
         mode=mode, rate=rate if mode == "open" else None,
-        arrival=args.arrival or load.arrival, users=users,
+        arrival=args.arrival or load.arrival,
+        users=args.users if args.users is not None else load.users,
         think_s=_flag(parse_duration, args.think, "--think") if args.think else load.think,
         warmup_s=_flag(parse_duration, args.warmup, "--warmup") if args.warmup
         else load.warmup,
@@ -71,9 +72,50 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
         prefill=load.prefill if args.prefill is None else args.prefill,
         seed=args.seed if args.seed is not None else scenario.seed,
     )
-    if plan.duration_s <= 0:
-        raise InputError("expected a duration > 0, e.g. 60s", field="--duration")
+    check_plan(plan, args, scenario)
+    check_user_split(plan.users, args)
     return plan
+
+
+#: LoadPlan field -> the flag and scenario field it comes from (LIMITS has its range).
+_PLAN_SOURCES = {"users": ("users", "load.users"), "rate": ("rate", "load.rate"),
+                 "duration_s": ("duration", "load.duration"),
+                 "warmup_s": ("warmup", "load.warmup"), "think_s": ("think", "load.think"),
+                 "seed": ("seed", "seed")}
+
+
+def check_plan(plan: LoadPlan, args: Namespace, scenario: Scenario) -> None:
+    """Every quantity of the plan within its LIMITS, whether a flag or the scenario gave
+    it; the error names whichever did."""
+    for attribute, (name, scenario_field) in _PLAN_SOURCES.items():
+        value = getattr(plan, attribute)
+        if value is None:  # no rate in closed loop
+            continue
+        if getattr(args, name) is not None:
+            LIMITS[name].check(value, f"--{name}")
+        else:
+            LIMITS[name].check(value, scenario_field, file=scenario.source)
+
+
+def check_flags(args: Namespace) -> None:
+    """The flags that are not part of the load plan, bounded before anything starts."""
+    LIMITS["port"].check(args.web_port, "--web-port")
+    LIMITS["port"].check(args.master_bind_port, "--master-bind-port")
+    LIMITS["workers"].check(args.expect_workers, "--expect-workers")
+    local_processes(args.processes)
+
+
+def local_processes(value: int | None) -> int | None:
+    """--processes resolved (-1: one per core); None when not given."""
+    if value is None:
+        return None
+    if value == -1:
+        return os.cpu_count() or 1
+    limit = LIMITS["processes"]
+    if not limit.low <= value <= limit.high:
+        raise InputError(f"expected -1 (one per core) or {limit.low:g} to {limit.high:g}, "
+                         f"got {value}", field="--processes")
+    return value
 
 
 def check_user_split(users: int, args: Namespace) -> None:
@@ -84,18 +126,58 @@ def check_user_split(users: int, args: Namespace) -> None:
     the users split evenly, whatever order Locust hands them out in.
     """
     if args.master:
-        flag, processes = "--expect-workers", args.expect_workers
+        processes, what = args.expect_workers, "workers"
     elif args.processes is not None:
-        flag, processes = "--processes", os.cpu_count() or 1 if args.processes == -1 \
-            else args.processes
+        processes, what = local_processes(args.processes), "processes"
     else:
         return
-    if processes < 1:
-        raise InputError(f"expected at least 1 (or -1 for one per core), got {processes}",
-                         field=flag)
     if users % processes:
-        raise InputError(f"{users} users do not split evenly over {processes} processes; "
+        raise InputError(f"{users} users do not split evenly over {processes} {what}; "
                          f"give --users a multiple of {processes}", field="--users")
+
+
+def client_timeout(args: Namespace) -> float:
+    """--timeout in seconds, within LIMITS."""
+    return LIMITS["timeout"].check(_flag(parse_duration, args.timeout, "--timeout"),
+                                   "--timeout")
+
+
+class Prepared(NamedTuple):
+    """What `bench run` knows before it touches the network."""
+
+    scenario: Scenario
+    plan: LoadPlan
+    workload: Workload
+    timeout_s: float
+    space_bytes: list[float]  # per key space: keys x (mean key + mean value) bytes
+
+
+def prepare(args: Namespace) -> Prepared:
+    """Every check `bench run` makes before it contacts the target: flags, scenario, load
+    plan, value sizes. Bad input fails here, with one line, before anything is sent."""
+    check_flags(args)
+    timeout_s = client_timeout(args)
+    scenario = load_scenario(args.scenario)
+    plan = plan_load(args, scenario)
+    workload = Workload(scenario, plan.seed)
+    return Prepared(scenario, plan, workload, timeout_s, space_bytes(workload))
+
+
+def space_bytes(workload: Workload) -> list[float]:
+    """Bytes of each key space with every key stored, estimated from a sample of keys.
+    On the way, refuses values larger than a server can store (Redis: 512 MB strings;
+    memcached far less by default): a typo in a size would otherwise be allocated in
+    every Locust process."""
+    estimates = []
+    for plan in workload.plans:  # none for a trace: its sizes come from the file
+        key_bytes, value_bytes, largest = sampled_sizes(plan, SIZE_CHECK_SAMPLE)
+        if largest > MAX_VALUE_BYTES:
+            raise InputError(f"values of up to {largest:,} bytes; expected at most "
+                             f"{MAX_VALUE_BYTES:,} (512 MiB)", file=workload.scenario.source,
+                             field=f"keyspaces[{plan.index}].value_size")
+        estimates.append(plan.space.keys * (key_bytes + value_bytes))
+    return estimates
+
 
 def _flag(parse: Any, value: str, flag: str) -> Any:
     try:
@@ -125,21 +207,63 @@ def check_reachable(info: TargetInfo, probe_key: str) -> dict[str, str]:
     """Server versions per node; exit 3 when the target does not answer at all.
 
     A proxy (nutcracker) answers no `version`/`INFO`, so when no node gives a version, a
-    get of `probe_key` decides: it goes through any proxy.
+    get of `probe_key` decides: it goes through any proxy. A Redis database other than 0
+    is probed too: only a client's own connection selects it, and a server refuses a
+    number beyond its `databases`, which would make every op of the run an error.
     """
     versions = server_versions(info)
-    if any(not str(v).startswith("error") for v in versions.values()):
+    answered = any(not str(v).startswith("error") for v in versions.values())
+    if answered and not (info.kind == "redis" and info.db):
         return versions
     target = open_target(info, timeout=2.0)
     try:
         target.get(probe_key)
-    except Exception as exc:  # any failure of the probe means unreachable, said in one line
+    except Exception as exc:  # any failure of the probe means unusable, said in one line
         detail = "; ".join(f"{node}: {v}" for node, v in versions.items())
-        raise TargetError(f"target {info.redacted} is unreachable ({detail}; "
+        what = f"refuses database {info.db}" if answered else "is unreachable"
+        raise TargetError(f"target {info.redacted} {what} ({detail}; "
                           f"get: {type(exc).__name__}: {exc})") from None
     finally:
         target.close()
     return versions
+
+
+def target_memory(info: TargetInfo) -> int | None:
+    """Bytes the target can hold: the sum over its nodes of memcached's limit_maxbytes or
+    Redis's maxmemory (the machine's memory when unlimited); None when a node does not
+    say (a proxy has no stats)."""
+    total = 0
+    for stats in server_stats(info).values():
+        value = (stats.get("limit_maxbytes") or stats.get("maxmemory")
+                 or stats.get("total_system_memory"))
+        if not value:
+            return None
+        total += int(value)
+    return total
+
+
+def check_memory(info: TargetInfo, ready: Prepared, force: bool) -> None:
+    """Refuse (without --force) a prefill larger than the target's memory; warn when the
+    working set is: every key would not fit, so the run measures evictions."""
+    memory = target_memory(info)
+    if memory is None:
+        return
+    spaces = ready.workload.plans
+    working = sum(ready.space_bytes)
+    prefilled = sum(b for b, plan in zip(ready.space_bytes, spaces) if plan.space.prefill) \
+        if ready.plan.prefill else 0.0
+    if prefilled > memory and not force:
+        raise InputError(f"the prefill writes about {_mib(prefilled)} (keys x mean key and "
+                         f"value size) but {info.redacted} holds {_mib(memory)}; lower the "
+                         "key counts, use --no-prefill, or pass --force",
+                         file=ready.scenario.source, field="keyspaces")
+    if max(working, prefilled) > memory:
+        print(f"warning: the working set is about {_mib(working)} but {info.redacted} holds "
+              f"{_mib(memory)}: expect evictions", file=sys.stderr)
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:,.0f} MiB"
 
 
 def resolve_slo(args: Namespace, scenario: Scenario) -> SloSpec | None:
@@ -159,7 +283,10 @@ def prefill(info: TargetInfo, workload: Workload, quiet: bool) -> int:
                 written += len(items)
                 advance(len(items))
     except Exception as exc:  # a failing server during prefill: report, don't trace
-        raise TargetError(f"prefill of {info.redacted} failed after {written} keys: {exc}") from exc
+        down = [node for node, v in server_versions(info).items() if str(v).startswith("error")]
+        nodes = f" (not answering: {', '.join(down)})" if down else ""
+        raise TargetError(f"prefill of {info.redacted} failed after {written} keys{nodes}: "
+                          f"{exc}") from exc
     finally:
         target.close()
     return written
@@ -181,6 +308,7 @@ def run_info(args: Namespace, scenario: Scenario, plan: LoadPlan, info: TargetIn
                  "cpus": os.cpu_count()},
         "argv": sys.argv,
         "interval_s": 1.0,
+        "run_id": uuid.uuid4().hex,  # `bench analyze` refuses the same run given twice
     }
 
 
@@ -194,24 +322,24 @@ def _package_versions() -> dict[str, str | None]:
     return found
 
 
-def run_config(args: Namespace, scenario: Scenario, plan: LoadPlan, url: str,
-               run_dir: Path, info_json: dict[str, Any]) -> RunConfig:
+def run_config(scenario: Scenario, plan: LoadPlan, url: str, timeout_s: float,
+               run_dir: Path, info_json: dict[str, Any], ui: bool) -> RunConfig:
     """What every Locust process reads (bench.loadgen.users)."""
-    timeout_s = _flag(parse_duration, args.timeout, "--timeout")
-    if timeout_s <= 0:
-        raise InputError(f"expected a timeout > 0, e.g. 1s, got {args.timeout!r}",
-                         field="--timeout")
     return RunConfig(scenario=scenario.to_json(), load=plan, target_url=url,
-                     timeout_s=timeout_s,
-                     run_dir=str(run_dir), run_info=info_json, ui=bool(args.ui))
+                     timeout_s=timeout_s, run_dir=str(run_dir), run_info=info_json, ui=ui)
 
 
 def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str) -> list[str]:
-    """The Locust command line for a local, multi-process, master or UI run."""
+    """The Locust command line for a local, multi-process, master or UI run.
+
+    No --stop-timeout: Locust's default stops users at once, so an early stop (Ctrl-C,
+    SIGTERM, the UI's button) ends the load at once; a normal run's users stop by
+    themselves at the end of the window.
+    """
     total = plan.warmup_s + plan.duration_s + RUN_TIME_MARGIN_S
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
             "-u", str(plan.users), "-r", str(plan.users), "-H", host_label,
-            "--stop-timeout", "2", "--loglevel", "WARNING",
+            "--loglevel", "WARNING",
             "--logfile", str(run_dir / "locust.log"), "--exit-code-on-error", "0"]
     if args.ui:
         argv += ["--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
@@ -222,38 +350,41 @@ def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str)
                  "--master-bind-port", str(args.master_bind_port),
                  "--expect-workers", str(args.expect_workers)]
     elif args.processes:
-        argv += ["--processes", str(args.processes)]
+        # Locust's default master port is a fixed 5557 on every interface: two runs on
+        # one machine would collide. Its own workers find it on loopback.
+        port = str(cluster.free_port())
+        argv += ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1",
+                 "--master-bind-port", port, "--master-port", port]
     return argv
 
 
-def launch_locust(argv: list[str], config: RunConfig, run_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, **{CONFIG_ENV: config.to_json()})
-    with open(run_dir / "locust.out", "w") as output:  # the child keeps its own copy
-        return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet: bool) -> int:
-    """Show progress from the run directory until Locust exits; Ctrl-C stops it cleanly."""
+def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan,
+                    quiet: bool) -> tuple[int, str | None]:
+    """Show progress from the run directory until Locust exits. Ctrl-C, SIGTERM or SIGHUP
+    stop it (`launch.stop`); returns Locust's exit code and the signal that stopped it."""
     try:
-        with console.RunProgress(run_dir, plan.warmup_s + plan.duration_s, plan.rate,
-                                 quiet=quiet) as progress:
-            while proc.poll() is None:
+        with launch.terminate_raises(), console.RunProgress(
+                run_dir, plan.warmup_s + plan.duration_s, plan.rate, quiet=quiet) as progress:
+            while launch.running(proc):
                 progress.refresh()
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()
+                time.sleep(0.2)
+    except (KeyboardInterrupt, launch.Terminated) as stop:
+        return launch.stop(proc), str(stop) if isinstance(stop, launch.Terminated) else "SIGINT"
+    return launch.reap(proc), None
 
 
-def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool) -> int:
+def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool,
+           stopped_by: str | None = None) -> int:
     """Analyze the run directory, print the table, write the report, map the verdict
-    to an exit code."""
+    to an exit code. A run stopped by a signal is analysed too, then exits 3: what it
+    measured is shown, but it is not a pass."""
+    if stopped_by:
+        rundir.mark_interrupted(run_dir, f"stopped by {stopped_by} before Locust finished "
+                                         "the run directory")
     if not (run_dir / rundir.RUN_JSON).exists():
+        if stopped_by:
+            raise TargetError(f"stopped by {stopped_by} before the run started; nothing was "
+                              f"measured (see {run_dir}/locust.out)")
         raise TargetError(f"the load generator did not start (Locust exit code {locust_rc}); "
                           f"see {run_dir}/locust.out\n{_tail(run_dir / 'locust.out')}")
     info = rundir.read_run_info(run_dir)
@@ -274,6 +405,9 @@ def finish(run_dir: Path, slo: SloSpec | None, locust_rc: int, with_report: bool
         report.render(run, summary, run_dir / report.REPORT_FILE)
         print(f"report:  {run_dir / report.REPORT_FILE}")
     print(f"results: {run_dir}")
+    if info.get("status") == "interrupted":
+        why = f"stopped by {stopped_by}" if stopped_by else info.get("reason") or "stopped early"
+        raise TargetError(f"run interrupted ({why}): the results are partial, not a pass")
     return analyze.exit_code(summary)
 
 
@@ -285,40 +419,47 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def run_command(args: Namespace) -> int:
     """`bench run`: the whole run, from scenario to verdict."""
-    scenario = load_scenario(args.scenario)
-    plan = plan_load(args, scenario)
+    ready = prepare(args)
+    scenario, plan = ready.scenario, ready.plan
     url = resolve_target_url(args, scenario)
     info = parse_target(url)
     slo = resolve_slo(args, scenario)
     check_ops_supported(scenario, info)
     versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
+    check_memory(info, ready, args.force)
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
-    workload = Workload(scenario, plan.seed)
     if plan.prefill:
-        prefill(info, workload, args.quiet)
+        prefill(info, ready.workload, args.quiet)
     info_json = run_info(args, scenario, plan, info, slo, versions)
-    config = run_config(args, scenario, plan, url, run_dir, info_json)
-    proc = launch_locust(locust_argv(args, plan, run_dir, info.redacted), config, run_dir)
+    config = run_config(scenario, plan, url, ready.timeout_s, run_dir, info_json, args.ui)
+    env = dict(os.environ, **{CONFIG_ENV: config.to_json()})
+    proc = launch.start(locust_argv(args, plan, run_dir, info.redacted), env,
+                        run_dir / "locust.out")
     if args.master:
         print(f"waiting for {args.expect_workers} worker(s) on "
               f"{args.master_bind_host}:{args.master_bind_port} "
               f"(bench worker --master-host <this host>)")
     if args.ui:
         print(f"Locust web UI: http://127.0.0.1:{args.web_port} (Ctrl-C to end)")
-    rc = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
-    return finish(run_dir, slo, rc, args.report)
+    rc, stopped_by = wait_for_locust(proc, run_dir, plan, args.quiet or args.ui)
+    return finish(run_dir, slo, rc, args.report, stopped_by)
 
 
 def worker_command(args: Namespace) -> int:
     """`bench worker`: a Locust worker whose scenario and target come from the master."""
+    LIMITS["port"].check(args.master_port, "--master-port")
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
             "--master-host", args.master_host, "--master-port", str(args.master_port),
             "--loglevel", "WARNING"]
-    if args.processes:
-        argv += ["--processes", str(args.processes)]
+    processes = local_processes(args.processes)
+    if processes:
+        argv += ["--processes", str(processes)]
+    proc = launch.start(argv, dict(os.environ))
     try:
-        return subprocess.call(argv)
-    except KeyboardInterrupt:
+        with launch.terminate_raises():
+            while launch.running(proc):
+                time.sleep(0.2)
+    except (KeyboardInterrupt, launch.Terminated):
+        launch.stop(proc)
         return 130
-
-
+    return launch.reap(proc)

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench.errors import EXIT_FAILED, EXIT_OK, InputError
+from bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, InputError
 from bench.results.hlog import read_hlog
 from bench.results.recorder import Layout, default_layout, layout_for, sparse_counts
 from bench.results.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
-                          TimelineRow, read_run)
-from bench.scenario.slo import LOOKUP_OPS, SloSpec, evaluate, load_slo, parse_slo
+                          RunFiles, TimelineRow, read_run)
+from bench.scenario.slo import (LOOKUP_OPS, SloSpec, evaluate, failures, format_percent,
+                                load_slo, parse_slo)
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9", "p99.99")
@@ -329,11 +330,23 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
         raise InputError("expected at least one run directory", field="RUN_DIR")
     builder = _Builder()
     files = [read_run(path) for path in paths]
+    _refuse_duplicates(files)
     for run in files:
         builder.add_hlog(run.hlog)
         builder.add_timeline(run.timeline)
     return builder.finish([f.path for f in files], [f.info for f in files],
                           [f.server_stats or {} for f in files])
+
+
+def _refuse_duplicates(files: Sequence[RunFiles]) -> None:
+    """The same run given twice (or a copy of it) would count every op twice."""
+    seen: dict[str, Path] = {}
+    for run in files:
+        for key in {str(run.info.get("run_id") or ""), str(run.path.resolve())} - {""}:
+            if key in seen:
+                raise InputError(f"the same run as {seen[key]} (run_id or directory); give "
+                                 "each run once", file=str(run.path), field="RUN_DIR")
+            seen[key] = run.path
 
 
 # --- the summary ------------------------------------------------------------------------
@@ -389,8 +402,37 @@ def summarize(run: RunData, slo: SloSpec | None) -> dict[str, Any]:
     summary = _meta(run)
     summary["ops"] = {op: _op_summary(run, [op]) for op in run.ops}
     summary["total"] = _op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS])
-    summary["slo"] = evaluate(slo, run) if slo is not None else None
+    summary["slo"] = _judged(evaluate(slo, run), summary["completed"]) if slo else None
     return summary
+
+
+def _judged(verdict: dict[str, Any], completed: bool) -> dict[str, Any]:
+    """No data is never a pass, and an incomplete run is not a pass either.
+
+    `evaluate` leaves a part without samples unjudged (passed None) and judges the rest;
+    here any such part fails the whole verdict (named in `no_data`). The verdict of a
+    run that did not complete is marked `partial`: it covers only what was measured.
+    """
+    missing = [o["name"] for o in verdict["objectives"] if o["passed"] is None]
+    if verdict.get("errors") and verdict["errors"]["passed"] is None:
+        missing.append(f"errors <= {format_percent(verdict['errors']['max_fraction'])}")
+    if verdict.get("hit_ratio") and verdict["hit_ratio"]["passed"] is None:
+        missing.append(f"hit ratio >= {format_percent(verdict['hit_ratio']['min'])}")
+    if missing:
+        verdict.update(passed=False, no_data=missing)
+    if not completed:
+        verdict["partial"] = True
+    return verdict
+
+
+def partial_note(verdict: dict[str, Any]) -> str:
+    """What a verdict line adds for a partial verdict (nothing for a complete run)."""
+    return " (partial: the run did not complete)" if verdict.get("partial") else ""
+
+
+def verdict_reasons(verdict: dict[str, Any]) -> list[str]:
+    """Why a verdict failed: the missed parts, then the parts that had no samples."""
+    return failures(verdict) + [f"{name}: no samples" for name in verdict.get("no_data", [])]
 
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
@@ -421,9 +463,12 @@ def slo_for(run: RunData, slo_file: str | None) -> SloSpec | None:
 
 
 def exit_code(summary: dict[str, Any]) -> int:
-    """0 when the SLO is met or there is none, 1 when missed."""
+    """0 when the SLO is met or there is none, 1 when missed, 3 when it was met over a run
+    that did not complete (a partial verdict is not a pass)."""
     slo = summary.get("slo")
-    return EXIT_FAILED if slo and slo["passed"] is False else EXIT_OK
+    if slo and slo["passed"] is False:
+        return EXIT_FAILED
+    return EXIT_UNREACHABLE if slo and slo.get("partial") else EXIT_OK
 
 
 def command(args: Any) -> int:

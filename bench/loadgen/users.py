@@ -38,6 +38,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
+from bench.loadgen import supervise
 from bench.results import rundir
 from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
 from bench.results.recorder import Interval, Recorder, recorded_values
@@ -373,6 +374,7 @@ class RunSink:
         self.done: set[str] = set()
         self.finished = False
         self._ticker = gevent.spawn(self._tick_loop)
+        supervise.guard(environment, self)
 
     def _snapshot_before(self) -> None:
         """Server counters at the start of the measured window (after warm-up), so their
@@ -392,7 +394,7 @@ class RunSink:
         elif kind == MSG_DONE:
             self.done.add(source)
             if len(self.done) >= self.sources:
-                self.finish("completed")
+                self.finish(*supervise.end_status(self.measured_from + self.cfg.load.duration_s))
 
     def _add(self, interval: Interval, source: str) -> None:
         merged, seen = self.pending.get(interval.start, (None, set()))

@@ -27,11 +27,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from bench.analysis.runs import percentiles_from_counts
+from bench.analysis.runs import partial_note, percentiles_from_counts, verdict_reasons
 from bench.results.recorder import counts_array
 from bench.results.hlog import parse_interval
 from bench.results.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_CSV, TimelineRow
-from bench.scenario.slo import describe_windows, failures, format_percent, format_us
+from bench.scenario.slo import describe_windows, format_percent, format_us
 
 SHOWN = ("p50", "p99", "p99.9", "max")
 
@@ -123,9 +123,12 @@ def verdict_line(summary: dict[str, Any]) -> Text:
                     style="dim")
     if verdict["passed"] is None:
         return Text("SLO not judged: none of its ops ran", style="bold yellow")
+    partial = partial_note(verdict)
+    if verdict["passed"] and partial:
+        return Text(f"NOT A PASS: SLO met over what was measured{partial}", style="bold yellow")
     if verdict["passed"]:
         return Text("PASS: SLO met", style="bold green")
-    return Text("FAIL: " + "; ".join(failures(verdict)), style="bold red")
+    return Text(f"FAIL{partial}: " + "; ".join(verdict_reasons(verdict)), style="bold red")
 
 
 def header(summary: dict[str, Any]) -> Text:

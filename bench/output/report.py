@@ -21,10 +21,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bench.analysis.runs import RunData, load_runs, percentiles_from_counts, slo_for, summarize
+from bench.analysis.runs import (RunData, load_runs, partial_note, percentiles_from_counts, slo_for,
+                                 summarize, verdict_reasons)
 from bench.output.console import ms, percent, rate
 from bench.errors import InputError
-from bench.scenario.slo import LOOKUP_OPS, describe_windows, failures, format_percent, format_us
+from bench.scenario.slo import LOOKUP_OPS, describe_windows, format_percent, format_us
 from bench.results.rundir import ERROR_KINDS
 
 REPORT_FILE = "report.html"
@@ -239,11 +240,15 @@ def verdict_html(summary: dict[str, Any]) -> str:
         return '<div class="verdict none">No SLO given: nothing judged</div>'
     if verdict["passed"] is None:
         return '<div class="verdict none">SLO not judged: none of its ops ran</div>'
-    if verdict["passed"]:
+    partial = partial_note(verdict)
+    if verdict["passed"] and partial:
+        banner = ('<div class="verdict none">NOT A PASS: SLO met over what was measured'
+                  f'{partial}</div>')
+    elif verdict["passed"]:
         banner = '<div class="verdict pass">PASS: SLO met</div>'
     else:
-        reasons = "".join(f"<li>{_e(r)}</li>" for r in failures(verdict))
-        banner = f'<div class="verdict fail">FAIL: SLO missed<ul>{reasons}</ul></div>'
+        reasons = "".join(f"<li>{_e(r)}</li>" for r in verdict_reasons(verdict))
+        banner = f'<div class="verdict fail">FAIL: SLO missed{partial}<ul>{reasons}</ul></div>'
     rows, classes = _slo_rows(verdict)
     return banner + _table(["objective", "observed", "windows compliant", "verdict"],
                            rows, classes)
@@ -399,6 +404,9 @@ def command(args: Any) -> int:
     out = Path(args.out) if args.out else Path(args.run) / REPORT_FILE
     if not out.parent.is_dir():
         raise InputError("directory does not exist", file=str(out.parent), field="--out")
+    if out.is_dir():
+        raise InputError("is a directory; expected the report's file name, e.g. "
+                         f"{out / REPORT_FILE}", file=str(out), field="--out")
     written = render(run, summary, out)
     print(f"wrote {written[0]} (+{len(written) - 1} PNG beside it)")
     return 0

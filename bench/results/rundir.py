@@ -84,13 +84,25 @@ def new_run_dir(results_root: str | Path, scenario_name: str, when: datetime | N
 
 
 def _prepare_out_dir(out: Path) -> Path:
-    """Create an explicit --out directory; refuse one that already holds a run."""
+    """Create an explicit --out directory; refuse one that already holds anything.
+
+    A run writes run.json, latency.hlog, report.html... into it: in a directory that
+    holds a run those would mix two runs, in any other non-empty one they would
+    overwrite the user's own files.
+    """
     if out.exists() and not out.is_dir():
         raise InputError("expected a directory, found a file", file=str(out), field="--out")
     if (out / RUN_JSON).exists():
         raise InputError(f"already holds a run ({RUN_JSON}); choose another directory",
                          file=str(out), field="--out")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError("not empty and not a run directory; choose a new or empty "
+                         "directory", file=str(out), field="--out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create the directory: {err.strerror}", file=str(out),
+                         field="--out") from None
     return out
 
 
@@ -268,7 +280,23 @@ def read_run_info(path: str | Path) -> dict[str, Any]:
         raise InputError("not a run directory (no such directory)", file=str(run))
     if not (run / RUN_JSON).is_file():
         raise InputError(f"not a run directory: {RUN_JSON} is missing", file=str(run))
-    return _read_json(run / RUN_JSON)
+    return check_run_info(_read_json(run / RUN_JSON), str(run / RUN_JSON))
+
+
+def mark_interrupted(path: str | Path, reason: str) -> bool:
+    """Finish a run directory whose writer was killed before it could (run.json still
+    says "running"): status "interrupted" with `reason`, so it reads as what it is and
+    can be analysed. False when run.json is missing or already final."""
+    run_json = Path(path) / RUN_JSON
+    if not run_json.is_file():
+        return False
+    info = _read_json(run_json)
+    if info.get("status") != "running":
+        return False
+    info.update(ended=iso_utc(time.time()), status="interrupted", completed=False,
+                reason=reason)
+    _write_json_atomically(run_json, info)
+    return True
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -277,9 +305,58 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError("expected UTF-8 JSON, found bytes that are not UTF-8",
+                         file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from None
     if not isinstance(data, dict):
         raise InputError("expected a JSON object", file=str(path))
     return data
+
+
+_NUMBER = (int, float)
+_OBJECT = (dict, type(None))
+#: The run.json fields that readers use and the JSON types each may hold; a copied or
+#: hand-edited run.json with another type is refused here, naming the field, instead
+#: of failing somewhere in the analysis.
+RUN_FIELDS: dict[str, tuple[type, ...]] = {
+    "run_id": (str, type(None)), "interval_s": _NUMBER, "started": (str, type(None)),
+    "ended": (str, type(None)), "status": (str,), "completed": (bool,),
+    "reason": (str, type(None)), "measured": _OBJECT, "scenario": _OBJECT,
+    "target": _OBJECT, "load": _OBJECT, "slo": _OBJECT, "versions": _OBJECT,
+    "host": _OBJECT, "argv": (list, type(None))}
+_TYPE_NAMES = {str: "a string", int: "a number", float: "a number", bool: "true or false",
+               dict: "an object", list: "a list", type(None): "null"}
+
+
+def check_run_info(info: dict[str, Any], file: str) -> dict[str, Any]:
+    """`info` (run.json) if its fields have the types readers expect; else InputError
+    naming the file and the field."""
+    for name, types in RUN_FIELDS.items():
+        if name in info:
+            _check_type(info[name], types, file, name)
+    if info.get("interval_s", 1.0) <= 0:
+        raise InputError(f"expected a number of seconds > 0, got {info['interval_s']!r}",
+                         file=file, field="interval_s")
+    measured, scenario, target = (info.get(k) or {} for k in ("measured", "scenario", "target"))
+    for name in ("from", "to"):
+        if measured:
+            _check_type(measured.get(name), _NUMBER, file, f"measured.{name}")
+    _check_type(scenario.get("name"), (str, type(None)), file, "scenario.name")
+    _check_type(target.get("url"), (str, type(None)), file, "target.url")
+    _check_type(target.get("nodes", []), (list,), file, "target.nodes")
+    return info
+
+
+def _check_type(value: Any, types: tuple[type, ...], file: str, field: str) -> None:
+    """InputError unless `value` is one of `types` (a bool is not a number here)."""
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types) \
+            and not (isinstance(value, float) and not math.isfinite(value)):
+        return
+    expected = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in types))
+    raise InputError(f"expected {expected}, got {json.dumps(value)[:40]}", file=file,
+                     field=field)
 
 
 def read_timeline(path: str | Path) -> list[TimelineRow]:
