@@ -32,7 +32,7 @@ from bench.errors import InputError, TargetError
 from bench.loadgen import launch
 from bench.loadgen.runconfig import CONFIG_ENV, LIMITS, LoadPlan, RunConfig
 from bench.scenario.model import Scenario, load_scenario
-from bench.scenario.preview import sampled_sizes
+from bench.scenario.preview import format_bytes, sampled_sizes
 from bench.scenario.slo import SloSpec, load_slo
 from bench.targets import (TargetInfo, open_target, parse_target, server_stats,
                            server_versions, unsupported_ops)
@@ -253,17 +253,14 @@ def check_memory(info: TargetInfo, ready: Prepared, force: bool) -> None:
     prefilled = sum(b for b, plan in zip(ready.space_bytes, spaces) if plan.space.prefill) \
         if ready.plan.prefill else 0.0
     if prefilled > memory and not force:
-        raise InputError(f"the prefill writes about {_mib(prefilled)} (keys x mean key and "
-                         f"value size) but {info.redacted} holds {_mib(memory)}; lower the "
-                         "key counts, use --no-prefill, or pass --force",
+        raise InputError(f"the prefill writes about {format_bytes(prefilled)} (keys x mean key "
+                         f"and value size) but {info.redacted} holds {format_bytes(memory)}; "
+                         "lower the key counts, use --no-prefill, or pass --force",
                          file=ready.scenario.source, field="keyspaces")
     if max(working, prefilled) > memory:
-        print(f"warning: the working set is about {_mib(working)} but {info.redacted} holds "
-              f"{_mib(memory)}: expect evictions", file=sys.stderr)
-
-
-def _mib(nbytes: float) -> str:
-    return f"{nbytes / 2**20:,.0f} MiB"
+        print(f"warning: the working set is about {format_bytes(working)} but "
+              f"{info.redacted} holds {format_bytes(memory)}: expect evictions",
+              file=sys.stderr)
 
 
 def resolve_slo(args: Namespace, scenario: Scenario) -> SloSpec | None:

@@ -252,8 +252,8 @@ def _tables(result: Preview) -> list[Table]:
         spaces.add_row(s.name, s.popularity, f"{s.requests:,}", _share(s.top_share_observed),
                        _share(s.top_share_expected))
         memory.add_row(s.name, f"{s.keys:,}", f"{s.mean_key_bytes:.1f} B",
-                       _bytes(s.mean_value_bytes), _bytes(s.working_set_bytes))
-    memory.add_row("total", "", "", "", _bytes(result.working_set_bytes))
+                       format_bytes(s.mean_value_bytes), format_bytes(s.working_set_bytes))
+    memory.add_row("total", "", "", "", format_bytes(result.working_set_bytes))
     sizes = _table("sizes (bytes)", "", *(f"p{p}" if p < 100 else "max" for p in _PERCENTILES))
     sizes.add_row("key length", *(f"{v:,.0f}" for v in result.key_length.values()))
     sizes.add_row("value size", *(f"{v:,.0f}" for v in result.value_size.values()))
@@ -276,7 +276,7 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
-def _bytes(value: float) -> str:
+def format_bytes(value: float) -> str:
     """Bytes for people: 1536 -> `1.5 KiB`."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
