@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from bench import __version__, cluster
 from bench.analysis import runs as analyze
 from bench.output import console
@@ -47,7 +49,9 @@ DEFAULT_TARGET = "local:memcached"
 RUN_TIME_MARGIN_S = 30.0
 #: Values larger than Redis's largest string (512 MB) are refused before a run.
 MAX_VALUE_BYTES = 512 * 2**20
-#: Keys per key space sampled for value sizes and the working set before a run.
+#: ... judged at this quantile of a key space's size distribution (one key in a million).
+LARGEST_VALUE_QUANTILE = 1 - 1e-6
+#: Keys per key space sampled for the working set before a run.
 SIZE_CHECK_SAMPLE = 2000
 PACKAGES = ("locust", "pymemcache", "redis", "hiredis", "numpy", "hdrhistogram", "gevent")
 
@@ -165,16 +169,19 @@ def prepare(args: Namespace) -> Prepared:
 
 def space_bytes(workload: Workload) -> list[float]:
     """Bytes of each key space with every key stored, estimated from a sample of keys.
+
     On the way, refuses values larger than a server can store (Redis: 512 MB strings;
-    memcached far less by default): a typo in a size would otherwise be allocated in
-    every Locust process."""
+    memcached far less by default), judged on the size distribution itself: a typo in a
+    size would otherwise be allocated in every Locust process.
+    """
     estimates = []
     for plan in workload.plans:  # none for a trace: its sizes come from the file
-        key_bytes, value_bytes, largest = sampled_sizes(plan, SIZE_CHECK_SAMPLE)
+        largest = int(plan.value_size.quantile(np.array([LARGEST_VALUE_QUANTILE]))[0])
         if largest > MAX_VALUE_BYTES:
             raise InputError(f"values of up to {largest:,} bytes; expected at most "
                              f"{MAX_VALUE_BYTES:,} (512 MiB)", file=workload.scenario.source,
                              field=f"keyspaces[{plan.index}].value_size")
+        key_bytes, value_bytes = sampled_sizes(plan, SIZE_CHECK_SAMPLE)
         estimates.append(plan.space.keys * (key_bytes + value_bytes))
     return estimates
 

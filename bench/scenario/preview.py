@@ -183,20 +183,19 @@ def _space_preview(workload: Workload, index: int, drawn: list[Op]) -> SpacePrev
         counts = sorted(requests.values(), reverse=True)
         out.top_share_observed = sum(counts[:top]) / out.requests
         out.top_share_expected = top_share(pop, TOP_FRACTION)
-    out.mean_key_bytes, out.mean_value_bytes, _ = sampled_sizes(plan)
+    out.mean_key_bytes, out.mean_value_bytes = sampled_sizes(plan)
     return out
 
 
-def sampled_sizes(plan: SpacePlan, sample: int = SIZE_SAMPLE) -> tuple[float, float, int]:
-    """Mean key bytes, mean value bytes and the largest value of a key space, from up to
-    `sample` of its keys (all of them in a smaller space)."""
+def sampled_sizes(plan: SpacePlan, sample: int = SIZE_SAMPLE) -> tuple[float, float]:
+    """Mean key bytes and mean value bytes of a key space, from up to `sample` of its
+    keys (all of them in a smaller space)."""
     keys = plan.space.keys
     chosen = np.arange(min(keys, sample))
     if keys > sample:
         chosen = np.random.default_rng(0).choice(keys, sample, replace=False)
-    sizes = plan.sizes(chosen)
-    return (float(np.mean([len(k) for k in plan.keys_for(chosen)])), float(sizes.mean()),
-            int(sizes.max()))
+    return (float(np.mean([len(k) for k in plan.keys_for(chosen)])),
+            float(plan.sizes(chosen).mean()))
 
 
 def _trace_preview(name: str, ops: list[Op], requests: int) -> SpacePreview:
