@@ -140,6 +140,9 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     an.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to merge")
     an.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     an.add_argument("--json", action="store_true", help="print summary.json instead of a table")
+    an.add_argument("--out", metavar="FILE",
+                    help="write summary.json here (default: into the run directory, when "
+                         "there is one; use it for a read-only run directory)")
     _handler(an, "bench.analysis.runs:command")
 
     rep = sub.add_parser("report", help="write report.html and PNG plots for a run")

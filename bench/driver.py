@@ -30,7 +30,7 @@ from bench.analysis import runs as analyze
 from bench.output import console
 from bench.output import report
 from bench.results import rundir
-from bench.errors import InputError, TargetError
+from bench.errors import InputError, OutputError, TargetError
 from bench.loadgen import launch
 from bench.loadgen.runconfig import CONFIG_ENV, LIMITS, LoadPlan, RunConfig
 from bench.scenario.model import Scenario, load_scenario
@@ -365,12 +365,17 @@ def locust_argv(args: Namespace, plan: LoadPlan, run_dir: Path, host_label: str)
 def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan,
                     quiet: bool) -> tuple[int, str | None]:
     """Show progress from the run directory until Locust exits. Ctrl-C, SIGTERM or SIGHUP
-    stop it (`launch.stop`); returns Locust's exit code and the signal that stopped it."""
+    stop it (`launch.stop`); returns Locust's exit code and the signal that stopped it.
+    A full disk stops it too (OutputError): the run could no longer be recorded."""
     try:
         with launch.terminate_raises(), console.RunProgress(
                 run_dir, plan.warmup_s + plan.duration_s, plan.rate, quiet=quiet) as progress:
             while launch.running(proc):
                 progress.refresh()
+                if rundir.disk_full(run_dir):
+                    launch.stop(proc)
+                    raise OutputError(f"cannot write {run_dir}: no space left on device; "
+                                      "the run was stopped")
                 time.sleep(0.2)
     except (KeyboardInterrupt, launch.Terminated) as stop:
         return launch.stop(proc), str(stop) if isinstance(stop, launch.Terminated) else "SIGINT"

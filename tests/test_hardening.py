@@ -13,6 +13,8 @@ import pytest
 
 from bench import cluster
 from bench.cli import main
+from bench.errors import OutputError
+from bench.results.rundir import new_run_dir
 from bench.scenario.model import MAX_SCENARIO_BYTES
 from helpers_rundir import make_run_dir
 
@@ -242,3 +244,42 @@ def test_cluster_down_stops_its_own_servers_from_an_old_state_file(tmp_path: Pat
         assert not cluster.pid_alive(server.pid)
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- item 5
+
+
+def test_full_disk_while_analysing_keeps_the_old_summary(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """/dev/full answers every write with ENOSPC: the summary's temporary file is made to
+    land there. One line, exit 3, and the previous summary.json is untouched."""
+    run_dir = make_run_dir(tmp_path, {"get": [[100]]})
+    (run_dir / "summary.json").write_text("previous")
+    (run_dir / ".summary.json.tmp").symlink_to("/dev/full")
+    assert main(["analyze", str(run_dir)]) == 3
+    err = capsys.readouterr().err
+    assert err == f"bench: cannot write {run_dir}: no space left on device\n"
+    assert (run_dir / "summary.json").read_text() == "previous"
+    elsewhere = tmp_path / "elsewhere.json"
+    assert main(["analyze", str(run_dir), "--out", str(elsewhere)]) == 0
+    assert json.loads(elsewhere.read_text())["total"]["count"] == 1
+    assert (run_dir / "summary.json").read_text() == "previous"
+
+
+def test_full_disk_while_writing_the_report_leaves_no_truncated_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = make_run_dir(tmp_path, {"get": [[100]] * 3})
+    (run_dir / ".report-spectrum.png.tmp").symlink_to("/dev/full")
+    assert main(["report", str(run_dir)]) == 3
+    assert capsys.readouterr().err == f"bench: cannot write {run_dir}: no space left on device\n"
+    assert not list(run_dir.glob("report*"))
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").is_file() and (tmp_path / "r-spectrum.png").stat().st_size
+
+
+def test_unwritable_results_directory_is_one_line(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """A results root that cannot be created (a file is in the way): exit 3, one line."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="cannot write .*file/results: not a directory"):
+        new_run_dir(tmp_path / "file" / "results", "smoke")

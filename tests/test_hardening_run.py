@@ -265,3 +265,41 @@ def test_out_into_a_non_empty_directory_is_refused(memcached_server: Any, tmp_pa
     assert rc == 2 and "--out: not empty and not a run directory" in err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+FILL_SCRIPT = """
+import os, sys
+path = sys.argv[1]
+stats = os.statvfs(os.path.dirname(path))
+with open(path, "wb") as out:  # leave 128 KiB: below bench's threshold, room for run.json
+    out.write(bytes(stats.f_bavail * stats.f_frsize - 128 * 1024))
+"""
+
+
+def test_a_disk_filling_up_stops_the_run_in_one_line(memcached_server: Any,
+                                                     tmp_path: Path) -> None:
+    """The run directory lives on a 2 MiB tmpfs of its own (a private mount namespace:
+    `unshare -rm`, no root needed); another process fills it while the run measures.
+    bench stops the run at once, says so in one line, exit 3, and the run directory
+    keeps what was written, readable."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no user namespaces here (unshare -rm): cannot mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill = tmp_path / "fill.py"
+    fill.write_text(FILL_SCRIPT)
+    out = disk / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    bench = " ".join([sys.executable, "-m", "bench", *smoke(memcached_server.url, out)])
+    script = (f"mount -t tmpfs -o size=2m tmpfs {disk} && {{ {bench} & pid=$!; "
+              f"while [ ! -s {out}/timeline.csv ]; do sleep 0.1; done; sleep 1; "
+              f"{sys.executable} {fill} {disk}/filler; wait $pid; "
+              f"echo rc=$?; cat {out}/run.json; }}")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=REPO)
+    output = done.stdout + done.stderr
+    assert "rc=3" in output, output
+    assert f"bench: cannot write {out}: no space left on device; the run was stopped" in output
+    info = json.loads(done.stdout[done.stdout.index("{"):])
+    assert info["status"] == "interrupted", info

@@ -28,7 +28,7 @@ from bench.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, InputError
 from bench.results.hlog import read_hlog
 from bench.results.recorder import Layout, default_layout, layout_for, sparse_counts
 from bench.results.rundir import (ERROR_KINDS, SERVICE_SUFFIX, SUMMARY_JSON, TIMELINE_COLUMNS,
-                          RunFiles, TimelineRow, read_run)
+                          RunFiles, TimelineRow, read_run, write_atomically)
 from bench.scenario.slo import (LOOKUP_OPS, SloSpec, evaluate, failures, format_percent,
                                 load_slo, parse_slo)
 
@@ -435,13 +435,13 @@ def verdict_reasons(verdict: dict[str, Any]) -> list[str]:
     return failures(verdict) + [f"{name}: no samples" for name in verdict.get("no_data", [])]
 
 
-def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
-    """Write summary.json into a run directory (atomically: readers never see half a file)."""
-    path = Path(run_dir) / SUMMARY_JSON
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n",
-                   encoding="utf-8")
-    tmp.replace(path)
+def write_summary(run_dir: str | Path, summary: dict[str, Any],
+                  path: str | Path | None = None) -> Path:
+    """Write summary.json into a run directory, or to `path` (atomically: readers never
+    see half a file, a full disk leaves the old one intact)."""
+    path = Path(path) if path else Path(run_dir) / SUMMARY_JSON
+    write_atomically(path, json.dumps(summary, indent=2, allow_nan=False,
+                                      default=_json_default) + "\n")
     return path
 
 
@@ -477,8 +477,8 @@ def command(args: Any) -> int:
 
     run = load_runs(args.runs)
     summary = summarize(run, slo_for(run, args.slo))
-    if len(run.dirs) == 1:
-        write_summary(run.dirs[0], summary)
+    if args.out or len(run.dirs) == 1:
+        write_summary(run.dirs[0], summary, args.out)
     if args.json:
         print(json.dumps(summary, indent=2, default=_json_default))
     else:

@@ -26,7 +26,7 @@ from bench.analysis.runs import (RunData, load_runs, partial_note, percentiles_f
 from bench.output.console import ms, percent, rate
 from bench.errors import InputError
 from bench.scenario.slo import LOOKUP_OPS, describe_windows, format_percent, format_us
-from bench.results.rundir import ERROR_KINDS
+from bench.results.rundir import ERROR_KINDS, write_atomically
 
 REPORT_FILE = "report.html"
 SPECTRUM_TICKS = ((2, "50%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"), (1e4, "99.99%"),
@@ -380,7 +380,7 @@ def render(run: RunData, summary: dict[str, Any], out: Path) -> list[Path]:
     for stem, title, fig in figures(run, summary):
         png = _png(fig)
         path = out.with_name(f"{out.stem}-{stem}.png")
-        path.write_bytes(png)
+        write_atomically(path, png)
         written.append(path)
         sections[stem] = f"<h2>{_e(title)}</h2>{_img(path.name, png, title)}"
     errors_text = "" if summary["total"]["errors"] else "<h2>Errors</h2><p>No errors.</p>"
@@ -393,7 +393,7 @@ def render(run: RunData, summary: dict[str, Any], out: Path) -> list[Path]:
             f"{sections['errors'] or errors_text}"
             f"<h2>Servers</h2>{server_html(run.server_stats)}{sections['node-load']}"
             f"<h2>What ran</h2>{what_ran_html(run)}</body></html>\n")
-    out.write_text(page, encoding="utf-8")
+    write_atomically(out, page)
     return [out, *written]
 
 

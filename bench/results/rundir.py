@@ -15,6 +15,7 @@ which cannot hold commas or spaces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from bench.errors import InputError, TargetError
+from bench.errors import InputError, OutputError, TargetError
 from bench.results.hlog import HlogWriter
 from bench.results.recorder import Interval, OpInterval
 
@@ -72,7 +73,7 @@ def new_run_dir(results_root: str | Path, scenario_name: str, when: datetime | N
     safe_name = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario_name).strip("-.") or "run"
     stem = f"{when:%Y%m%dT%H%M%SZ}-{safe_name}"
     root = Path(results_root)
-    root.mkdir(parents=True, exist_ok=True)
+    _make_dirs(root)
     for attempt in range(1, 1000):
         path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
         try:
@@ -80,6 +81,8 @@ def new_run_dir(results_root: str | Path, scenario_name: str, when: datetime | N
             return path
         except FileExistsError:
             continue
+        except OSError as err:
+            raise OutputError(f"cannot write {root}: {_reason(err)}") from None
     raise InputError("too many runs with the same timestamp", file=str(root / stem))
 
 
@@ -98,12 +101,16 @@ def _prepare_out_dir(out: Path) -> Path:
     if out.is_dir() and any(out.iterdir()):
         raise InputError("not empty and not a run directory; choose a new or empty "
                          "directory", file=str(out), field="--out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"cannot create the directory: {err.strerror}", file=str(out),
-                         field="--out") from None
+    _make_dirs(out)
     return out
+
+
+def _make_dirs(path: Path) -> None:
+    """mkdir -p; OutputError (exit 3) in one line when the file system refuses."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {_reason(err)}") from None
 
 
 class TimelineRow(NamedTuple):
@@ -235,14 +242,44 @@ class RunWriter:
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file and rename it over `path`: readers never see half a file."""
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write a temporary file beside `path`, then rename it over `path`: readers never see
+    half a file, and a full disk leaves the previous file intact. OutputError (exit 3)
+    says which directory could not be written, and why, in one line."""
     temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as out:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise OutputError(f"cannot write {path.parent}: {_reason(err)}") from None
+
+
+def _reason(err: OSError) -> str:
+    """`no space left on device`, `read-only file system`..."""
+    text = err.strerror or str(err)
+    return text[:1].lower() + text[1:]
+
+
+#: Less free space than this in a run directory's file system counts as a full disk.
+MIN_FREE_BYTES = 256 * 1024
+
+
+def disk_full(path: str | Path) -> bool:
+    """Whether the file system of `path` is (nearly) full: a run writing there would
+    lose its intervals and could not finish its run.json."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES
 
 
 @dataclass
