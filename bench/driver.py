@@ -23,21 +23,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from bench import __version__, cluster
+from bench import __version__, cluster, preflight
 from bench.analysis import runs as analyze
 from bench.output import console
 from bench.output import report
 from bench.results import rundir
 from bench.errors import InputError, OutputError, TargetError
 from bench.loadgen import launch
-from bench.loadgen.runconfig import CONFIG_ENV, LIMITS, LoadPlan, RunConfig
+from bench.preflight import parse_flag
+from bench.loadgen.runconfig import CONFIG_ENV, LoadPlan, RunConfig
 from bench.scenario.model import Scenario, load_scenario
-from bench.scenario.preview import format_bytes, sampled_sizes
 from bench.scenario.slo import SloSpec, load_slo
-from bench.targets import (TargetInfo, open_target, parse_target, server_stats,
-                           server_versions, unsupported_ops)
+from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
+                           unsupported_ops)
 from bench.units import parse_duration, parse_rate
 from bench.workload.ops import Workload
 
@@ -47,12 +45,6 @@ DEFAULT_TARGET = "local:memcached"
 #: Locust's own time limit is a safety net; the run normally ends when every worker
 #: has shipped its last interval.
 RUN_TIME_MARGIN_S = 30.0
-#: Values larger than Redis's largest string (512 MB) are refused before a run.
-MAX_VALUE_BYTES = 512 * 2**20
-#: ... judged at this quantile of a key space's size distribution (one key in a million).
-LARGEST_VALUE_QUANTILE = 1 - 1e-6
-#: Keys per key space sampled for the working set before a run.
-SIZE_CHECK_SAMPLE = 2000
 PACKAGES = ("locust", "pymemcache", "redis", "hiredis", "numpy", "hdrhistogram", "gevent")
 
 
@@ -60,7 +52,7 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
     """Merge flags over the scenario; a flag's bad value names the flag."""
     load = scenario.load
     mode = "closed" if args.closed else ("open" if args.rate else load.mode)
-    rate = _flag(parse_rate, args.rate, "--rate") if args.rate else load.rate
+    rate = parse_flag(parse_rate, args.rate, "--rate") if args.rate else load.rate
     if mode == "open" and not rate:
         raise InputError("open-loop load needs a rate: give --rate OPS or load.rate in the "
                          "scenario, or use --closed", field="--rate")
@@ -68,58 +60,17 @@ def plan_load(args: Namespace, scenario: Scenario) -> LoadPlan:
         mode=mode, rate=rate if mode == "open" else None,
         arrival=args.arrival or load.arrival,
         users=args.users if args.users is not None else load.users,
-        think_s=_flag(parse_duration, args.think, "--think") if args.think else load.think,
-        warmup_s=_flag(parse_duration, args.warmup, "--warmup") if args.warmup
+        think_s=parse_flag(parse_duration, args.think, "--think") if args.think else load.think,
+        warmup_s=parse_flag(parse_duration, args.warmup, "--warmup") if args.warmup
         else load.warmup,
-        duration_s=_flag(parse_duration, args.duration, "--duration") if args.duration
+        duration_s=parse_flag(parse_duration, args.duration, "--duration") if args.duration
         else load.duration,
         prefill=load.prefill if args.prefill is None else args.prefill,
         seed=args.seed if args.seed is not None else scenario.seed,
     )
-    check_plan(plan, args, scenario)
+    preflight.check_plan(plan, args, scenario)
     check_user_split(plan.users, args)
     return plan
-
-
-#: LoadPlan field -> the flag and scenario field it comes from (LIMITS has its range).
-_PLAN_SOURCES = {"users": ("users", "load.users"), "rate": ("rate", "load.rate"),
-                 "duration_s": ("duration", "load.duration"),
-                 "warmup_s": ("warmup", "load.warmup"), "think_s": ("think", "load.think"),
-                 "seed": ("seed", "seed")}
-
-
-def check_plan(plan: LoadPlan, args: Namespace, scenario: Scenario) -> None:
-    """Every quantity of the plan within its LIMITS, whether a flag or the scenario gave
-    it; the error names whichever did."""
-    for attribute, (name, scenario_field) in _PLAN_SOURCES.items():
-        value = getattr(plan, attribute)
-        if value is None:  # no rate in closed loop
-            continue
-        if getattr(args, name) is not None:
-            LIMITS[name].check(value, f"--{name}")
-        else:
-            LIMITS[name].check(value, scenario_field, file=scenario.source)
-
-
-def check_flags(args: Namespace) -> None:
-    """The flags that are not part of the load plan, bounded before anything starts."""
-    LIMITS["port"].check(args.web_port, "--web-port")
-    LIMITS["port"].check(args.master_bind_port, "--master-bind-port")
-    LIMITS["workers"].check(args.expect_workers, "--expect-workers")
-    local_processes(args.processes)
-
-
-def local_processes(value: int | None) -> int | None:
-    """--processes resolved (-1: one per core); None when not given."""
-    if value is None:
-        return None
-    if value == -1:
-        return os.cpu_count() or 1
-    limit = LIMITS["processes"]
-    if not limit.low <= value <= limit.high:
-        raise InputError(f"expected -1 (one per core) or {limit.low:g} to {limit.high:g}, "
-                         f"got {value}", field="--processes")
-    return value
 
 
 def check_user_split(users: int, args: Namespace) -> None:
@@ -132,18 +83,12 @@ def check_user_split(users: int, args: Namespace) -> None:
     if args.master:
         processes, what = args.expect_workers, "workers"
     elif args.processes is not None:
-        processes, what = local_processes(args.processes), "processes"
+        processes, what = preflight.local_processes(args.processes), "processes"
     else:
         return
     if users % processes:
         raise InputError(f"{users} users do not split evenly over {processes} {what}; "
                          f"give --users a multiple of {processes}", field="--users")
-
-
-def client_timeout(args: Namespace) -> float:
-    """--timeout in seconds, within LIMITS."""
-    return LIMITS["timeout"].check(_flag(parse_duration, args.timeout, "--timeout"),
-                                   "--timeout")
 
 
 class Prepared(NamedTuple):
@@ -159,38 +104,12 @@ class Prepared(NamedTuple):
 def prepare(args: Namespace) -> Prepared:
     """Every check `bench run` makes before it contacts the target: flags, scenario, load
     plan, value sizes. Bad input fails here, with one line, before anything is sent."""
-    check_flags(args)
-    timeout_s = client_timeout(args)
+    preflight.check_flags(args)
+    timeout_s = preflight.client_timeout(args)
     scenario = load_scenario(args.scenario)
     plan = plan_load(args, scenario)
     workload = Workload(scenario, plan.seed)
-    return Prepared(scenario, plan, workload, timeout_s, space_bytes(workload))
-
-
-def space_bytes(workload: Workload) -> list[float]:
-    """Bytes of each key space with every key stored, estimated from a sample of keys.
-
-    On the way, refuses values larger than a server can store (Redis: 512 MB strings;
-    memcached far less by default), judged on the size distribution itself: a typo in a
-    size would otherwise be allocated in every Locust process.
-    """
-    estimates = []
-    for plan in workload.plans:  # none for a trace: its sizes come from the file
-        largest = int(plan.value_size.quantile(np.array([LARGEST_VALUE_QUANTILE]))[0])
-        if largest > MAX_VALUE_BYTES:
-            raise InputError(f"values of up to {largest:,} bytes; expected at most "
-                             f"{MAX_VALUE_BYTES:,} (512 MiB)", file=workload.scenario.source,
-                             field=f"keyspaces[{plan.index}].value_size")
-        key_bytes, value_bytes = sampled_sizes(plan, SIZE_CHECK_SAMPLE)
-        estimates.append(plan.space.keys * (key_bytes + value_bytes))
-    return estimates
-
-
-def _flag(parse: Any, value: str, flag: str) -> Any:
-    try:
-        return parse(value)
-    except ValueError as err:
-        raise InputError(str(err), field=flag) from None
+    return Prepared(scenario, plan, workload, timeout_s, preflight.space_bytes(workload))
 
 
 def resolve_target_url(args: Namespace, scenario: Scenario) -> str:
@@ -233,41 +152,6 @@ def check_reachable(info: TargetInfo, probe_key: str) -> dict[str, str]:
     finally:
         target.close()
     return versions
-
-
-def target_memory(info: TargetInfo) -> int | None:
-    """Bytes the target can hold: the sum over its nodes of memcached's limit_maxbytes or
-    Redis's maxmemory (the machine's memory when unlimited); None when a node does not
-    say (a proxy has no stats)."""
-    total = 0
-    for stats in server_stats(info).values():
-        value = (stats.get("limit_maxbytes") or stats.get("maxmemory")
-                 or stats.get("total_system_memory"))
-        if not value:
-            return None
-        total += int(value)
-    return total
-
-
-def check_memory(info: TargetInfo, ready: Prepared, force: bool) -> None:
-    """Refuse (without --force) a prefill larger than the target's memory; warn when the
-    working set is: every key would not fit, so the run measures evictions."""
-    memory = target_memory(info)
-    if memory is None:
-        return
-    spaces = ready.workload.plans
-    working = sum(ready.space_bytes)
-    prefilled = sum(b for b, plan in zip(ready.space_bytes, spaces) if plan.space.prefill) \
-        if ready.plan.prefill else 0.0
-    if prefilled > memory and not force:
-        raise InputError(f"the prefill writes about {format_bytes(prefilled)} (keys x mean key "
-                         f"and value size) but {info.redacted} holds {format_bytes(memory)}; "
-                         "lower the key counts, use --no-prefill, or pass --force",
-                         file=ready.scenario.source, field="keyspaces")
-    if max(working, prefilled) > memory:
-        print(f"warning: the working set is about {format_bytes(working)} but "
-              f"{info.redacted} holds {format_bytes(memory)}: expect evictions",
-              file=sys.stderr)
 
 
 def resolve_slo(args: Namespace, scenario: Scenario) -> SloSpec | None:
@@ -435,7 +319,7 @@ def run_command(args: Namespace) -> int:
     slo = resolve_slo(args, scenario)
     check_ops_supported(scenario, info)
     versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
-    check_memory(info, ready, args.force)
+    preflight.check_memory(info, scenario, plan, ready.workload, ready.space_bytes, args.force)
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=args.out)
     if plan.prefill:
         prefill(info, ready.workload, args.quiet)
@@ -456,11 +340,10 @@ def run_command(args: Namespace) -> int:
 
 def worker_command(args: Namespace) -> int:
     """`bench worker`: a Locust worker whose scenario and target come from the master."""
-    LIMITS["port"].check(args.master_port, "--master-port")
+    processes = preflight.check_worker_flags(args)
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
             "--master-host", args.master_host, "--master-port", str(args.master_port),
             "--loglevel", "WARNING"]
-    processes = local_processes(args.processes)
     if processes:
         argv += ["--processes", str(processes)]
     proc = launch.start(argv, dict(os.environ))

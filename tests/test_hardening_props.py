@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import driver
+from bench import driver, preflight
 from bench.cli import build_parser
 from bench.errors import InputError
 from bench.loadgen.runconfig import LIMITS
@@ -84,7 +84,7 @@ def check_planned(ready: driver.Prepared) -> None:
     """Every quantity of a planned run finite and within its LIMITS; run.json material
     holds only what strict JSON can."""
     plan = ready.plan
-    for attribute, (name, _) in driver._PLAN_SOURCES.items():
+    for attribute, (name, _) in preflight.PLAN_SOURCES.items():
         value = getattr(plan, attribute)
         if value is not None:
             LIMITS[name].check(value, name)  # raises when out of range
