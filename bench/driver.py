@@ -9,6 +9,7 @@ run directory is analyzed like any other, offline, by `bench.analysis.runs`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -258,6 +259,8 @@ def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan,
                 progress.refresh()
                 if rundir.disk_full(run_dir):
                     launch.stop(proc)
+                    with contextlib.suppress(OutputError):  # the little room left, if any
+                        rundir.mark_interrupted(run_dir, "no space left on device")
                     raise OutputError(f"cannot write {run_dir}: no space left on device; "
                                       "the run was stopped")
                 time.sleep(0.2)

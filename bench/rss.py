@@ -73,6 +73,9 @@ def report(samples: list[tuple[float, float]], seconds: float, warmup: float) ->
     print(f"  half-way           {half[0][1]:8.1f} MiB")
     print(f"  end                {window[-1][1]:8.1f} MiB")
     print(f"  peak               {max(mb for _, mb in window):8.1f} MiB")
+    tenths = [min(window, key=lambda sample: abs(sample[0] - window[0][0] - seconds * i / 10))
+              for i in range(11)]
+    print("  every tenth        " + " ".join(f"{mb:.0f}" for _, mb in tenths) + " MiB")
     print(f"  second-half growth {growth:+8.1f} MiB "
           f"({growth / max(half[-1][0] - half[0][0], 1) * 60:+.2f} MiB/min)")
     flat = growth < FLAT_MB

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -45,13 +45,24 @@ class Terminated(Exception):
         self.signum = signum
 
 
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up here in the parent: the child between fork and exec must
+    not load libraries (another thread of the parent may hold the loader's lock)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the supervise watchdog still applies
+        return None
+
+
+_PRCTL = _prctl()
+
+
 def _die_with_parent(parent: int) -> None:
     """In the child between fork and exec: SIGTERM when the parent dies. If the parent
     died before prctl took effect, the child is already orphaned: it stops at once."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the supervise watchdog still applies
+    if _PRCTL is None:
         return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -108,7 +119,8 @@ def reap(proc: subprocess.Popen) -> int:
 
 def stop(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
     """SIGTERM to the Locust master, up to `grace_s` for it to finish the run directory,
-    then `reap`; a second Ctrl-C during the grace period only shortens it."""
+    then `reap`. A second Ctrl-C during the grace period ends it at once (and the
+    KeyboardInterrupt goes on up, after the reap)."""
     try:
         if running(proc):
             os.kill(proc.pid, signal.SIGTERM)

@@ -57,7 +57,9 @@ def _on_init(environment: Any, **_: Any) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    """Stop this process (as SIGTERM would) once its parent is gone."""
+    """Stop this process (as SIGTERM would) once its parent is gone. In the master that
+    may be a second SIGTERM after the parent-death signal's; Locust's handler copes, and
+    a worker whose test is over (state stopped, waiting for the next one) must go too."""
     while os.getppid() == parent:
         gevent.sleep(PARENT_POLL_S)
     log.warning("cachebench: parent process %d is gone; stopping", parent)
