@@ -402,7 +402,8 @@ def summarize(run: RunData, slo: SloSpec | None) -> dict[str, Any]:
     summary = _meta(run)
     summary["ops"] = {op: _op_summary(run, [op]) for op in run.ops}
     summary["total"] = _op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS])
-    summary["slo"] = _judged(evaluate(slo, run), summary["completed"]) if slo else None
+    summary["slo"] = _judged(evaluate(slo, run), summary["completed"]) if slo is not None \
+        else None
     return summary
 
 
