@@ -11,6 +11,7 @@ TEST_PACKAGES   := libhdrhistogram-java chromium
 PERF_PACKAGES   := libmemcached-tools
 
 SCENARIO ?= mediawiki
+RSS_SECONDS ?= 300
 DURATION ?= 30s
 RATE     ?=
 TARGET   ?=
@@ -22,7 +23,8 @@ help:
 	@echo "make bench   install, start a local cache cluster, run SCENARIO=$(SCENARIO), report, stop"
 	@echo "             overrides: SCENARIO= DURATION= RATE= TARGET= (TARGET skips the local cluster)"
 	@echo "make test    the whole test suite against real servers started by the tests"
-	@echo "make perf    harness self-benchmarks (ratios against plain loops)"
+	@echo "make perf    harness self-benchmarks (ratios against plain loops), Locust RSS over a run"
+	@echo "             overrides: RSS_SECONDS=$(RSS_SECONDS) (3600 for the hour-long check)"
 	@echo "make regress smoke run on a local memcached + compare against results/baselines/smoke-memcached"
 	@echo "             overrides: REGRESS_TOLERANCE=$(REGRESS_TOLERANCE) REGRESS_OUT= CLUSTER_STATE="
 	@echo "make baseline re-record results/baselines/smoke-{memcached,redis} on this machine"
@@ -55,6 +57,7 @@ test: install test-deps
 perf: install servers
 	@sh scripts/ensure-packages.sh $(PERF_PACKAGES)
 	$(BENCH) selftest
+	$(BIN)/python -m bench.rss --seconds $(RSS_SECONDS)
 
 # `make regress` / `make baseline`: scripts/regress.sh says what they do. Both start a
 # local cluster of their own (in CLUSTER_STATE, default a temporary directory) and stop it

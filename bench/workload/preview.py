@@ -21,7 +21,7 @@ import numpy as np
 from bench.errors import InputError
 from bench.scenario.distributions import top_share
 from bench.scenario.model import Scenario
-from bench.workload.ops import Op, Workload
+from bench.workload.ops import Op, SpacePlan, Workload
 
 #: Share of the key space whose requests `preview` reports ("top 1% of keys").
 TOP_FRACTION = 0.01
@@ -110,12 +110,19 @@ def _space_preview(workload: Workload, index: int, drawn: list[Op]) -> SpacePrev
         counts = sorted(requests.values(), reverse=True)
         out.top_share_observed = sum(counts[:top]) / out.requests
         out.top_share_expected = top_share(pop, TOP_FRACTION)
-    sample = np.arange(min(space.keys, SIZE_SAMPLE))
-    if space.keys > SIZE_SAMPLE:
-        sample = np.random.default_rng(0).choice(space.keys, SIZE_SAMPLE, replace=False)
-    out.mean_key_bytes = float(np.mean([len(k) for k in plan.keys_for(sample)]))
-    out.mean_value_bytes = float(plan.sizes(sample).mean())
+    out.mean_key_bytes, out.mean_value_bytes = sampled_sizes(plan)
     return out
+
+
+def sampled_sizes(plan: SpacePlan, sample: int = SIZE_SAMPLE) -> tuple[float, float]:
+    """Mean key bytes and mean value bytes of a key space, from up to `sample` of its
+    keys (all of them in a smaller space)."""
+    keys = plan.space.keys
+    chosen = np.arange(min(keys, sample))
+    if keys > sample:
+        chosen = np.random.default_rng(0).choice(keys, sample, replace=False)
+    return (float(np.mean([len(k) for k in plan.keys_for(chosen)])),
+            float(plan.sizes(chosen).mean()))
 
 
 def _trace_preview(name: str, ops: list[Op], requests: int) -> SpacePreview:
