@@ -11,6 +11,7 @@ TEST_PACKAGES   := libhdrhistogram-java chromium
 PERF_PACKAGES   := libmemcached-tools
 
 SCENARIO ?= mediawiki
+RSS_SECONDS ?= 300
 DURATION ?= 30s
 RATE     ?=
 TARGET   ?=
@@ -23,7 +24,8 @@ help:
 	@echo "make bench   install, start a local cache cluster, run SCENARIO=$(SCENARIO), report, stop"
 	@echo "             overrides: SCENARIO= DURATION= RATE= TARGET= (TARGET skips the local cluster)"
 	@echo "make test    the whole test suite against real servers started by the tests"
-	@echo "make perf    harness self-benchmarks (ratios against plain loops), capacity model"
+	@echo "make perf    harness self-benchmarks (ratios against plain loops), capacity model, Locust RSS over a run"
+	@echo "             overrides: RSS_SECONDS=$(RSS_SECONDS) (3600 for the hour-long check)"
 	@echo "make regress A/B gate: two local memcached nodes, today's flags vs CANDIDATE_ARGS="
 	@echo "             overrides: CANDIDATE_ARGS= REGRESS_ARGS= REGRESS_OUT= CLUSTER_STATE="
 	@echo "make gate-power  false positives and detection of added delays of that gate here"
@@ -60,6 +62,7 @@ perf: install servers
 	@sh scripts/ensure-packages.sh $(PERF_PACKAGES)
 	$(BENCH) selftest
 	$(BENCH) capacity benchmark
+	$(BIN)/python -m bench.rss --seconds $(RSS_SECONDS)
 
 # `make regress`: the A/B latency gate on this machine (scripts/local_regress.py): two
 # local memcached nodes, the baseline with today's flags, the candidate with the same

@@ -23,8 +23,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Run a scenario through Locust (headless unless --ui) and write "
                     "results/<time>-<scenario>/: run.json, latency.hlog, timeline.csv, "
                     "server-stats.json, loadgen.csv, summary.json. Exit 0 when the SLO is "
-                    "met, 1 when not, 2 on bad input, 3 when the target is unreachable, 4 "
-                    "when the measurement is invalid (the load generator fell behind).")
+                    "met, 1 when not, 2 on bad input, 3 when the target is unreachable or the "
+                    "run was stopped early (Ctrl-C, SIGTERM, a lost worker), 4 when the "
+                    "measurement is invalid (the load generator fell behind).")
     p.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                    help="scenario name (from scenarios/) or path to a YAML file "
                         f"(default: {DEFAULT_SCENARIO})")
@@ -65,6 +66,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="with --master: wait for N workers before starting (default 1)")
     p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                    help="write report.html and its plots into the run directory (default: yes)")
+    p.add_argument("--force", action="store_true",
+                   help="prefill even when it is larger than the target's memory")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=commands.run)
 
@@ -141,11 +144,15 @@ def _add_analysis(sub: argparse._SubParsersAction) -> None:
     an = sub.add_parser("analyze", help="recompute summary and SLO verdict from run directories",
                         description="Merge the histograms of one or more run directories "
                                     "(e.g. from several worker machines) and evaluate the SLO. "
-                                    "Exit 0 met, 1 missed, 2 bad input, 4 invalid "
-                                    "measurement.")
+                                    "Exit 0 met, 1 missed, 2 bad input, 3 met over a run "
+                                    "that did not complete (not a pass) or summary.json "
+                                    "could not be written, 4 invalid measurement.")
     an.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to merge")
     an.add_argument("--slo", metavar="FILE", help="SLO file (default: the one in run.json)")
     an.add_argument("--json", action="store_true", help="print summary.json instead of a table")
+    an.add_argument("--out", metavar="FILE",
+                    help="write summary.json here (default: into the run directory, when "
+                         "there is one; use it for a read-only run directory)")
     an.set_defaults(handler=commands.analyze)
 
     rep = sub.add_parser("report", help="write report.html and PNG plots for a run")
@@ -330,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="cachebench: benchmark memcached and Redis with MediaWiki-like "
                     "workloads, honest latency (no coordinated omission) and SLO verdicts.",
         epilog="Exit codes: 0 ok / SLO met, 1 SLO or regression failed, 2 bad input, "
-               "3 target unreachable or run aborted, 4 measurement invalid (the load "
-               "generator fell behind its schedule: it measured itself, not the cache).")
+               "3 target unreachable, run aborted or interrupted, or a file could not be "
+               "written, 4 measurement invalid (the load generator fell behind its "
+               "schedule: it measured itself, not the cache).")
     parser.add_argument("--version", action="version", version=f"cachebench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_run, _add_worker, _add_cluster, _add_scenarios, _add_analysis,

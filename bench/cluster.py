@@ -135,6 +135,15 @@ def runs_binary(pid: int, binary: str) -> bool:
             and os.path.basename(words[0]) == os.path.basename(binary).encode())
 
 
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (/proc/<pid>/stat field 22): with the
+    pid, it names one process for good, since a recycled pid starts later."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _listens(pid: int, port: int) -> bool:
     """Whether `pid` owns the listening socket on `port`: proves that whoever answers on the
     port is our server, not another one that grabbed the port first."""
@@ -200,17 +209,16 @@ def _ask(host: str, port: int, request: bytes, until: bytes, timeout: float) -> 
         return reply
 
 
-def _stop_pids(binaries: dict[int, str], timeout: float) -> dict[int, str]:
-    """Stop processes (pid -> program) all at once, since memcached takes up to a second to
-    act on SIGTERM: SIGTERM plus SIGCONT (a paused server must run to act on it), SIGKILL
-    for those still there after `timeout`.
+def _stop_pids(owned: dict[int, bool], timeout: float) -> dict[int, str]:
+    """Stop processes (pid -> whether it is still the process we started) all at once,
+    since memcached takes up to a second to act on SIGTERM: SIGTERM plus SIGCONT (a
+    paused server must run to act on it), SIGKILL for those still there after `timeout`.
 
-    pid -> "stopped", "gone" (was not running) or "foreign" (the pid now runs another
-    program and is left alone).
+    pid -> "stopped", "gone" (was not running) or "foreign" (the pid now belongs to
+    another process, which is left alone).
     """
-    outcome = {pid: "gone" if not pid_alive(pid) else
-               "stopped" if runs_binary(pid, binary) else "foreign"
-               for pid, binary in binaries.items()}
+    outcome = {pid: "gone" if not pid_alive(pid) else "stopped" if ours else "foreign"
+               for pid, ours in owned.items()}
     pending = [pid for pid, result in outcome.items() if result == "stopped"]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pending:
@@ -267,6 +275,7 @@ class LocalServer:
     stats_port: int | None = None  # nutcracker's JSON stats
     tls_port: int | None = None    # a TLS listener beside the plain `port`
     tls_query: str = ""            # what a client needs to verify it: ca=...[&cert=&key=]
+    started_ticks: int | None = None  # start_ticks(pid); None in older state files
 
     @property
     def address(self) -> str:
@@ -286,8 +295,14 @@ class LocalServer:
         return [self.address]
 
     def alive(self) -> bool:
-        """Whether the recorded pid still runs this server's program."""
-        return runs_binary(self.pid, self.argv[0])
+        """Whether the recorded pid is still this server: the same program, started at the
+        recorded time (a state file without one: listening on the server's port). A pid
+        recycled for another process, even of the same program, is not."""
+        if not runs_binary(self.pid, self.argv[0]):
+            return False
+        if self.started_ticks is not None:
+            return start_ticks(self.pid) == self.started_ticks
+        return _listens(self.pid, self.port)
 
     def answering(self, timeout: float = PROBE_TIMEOUT_S) -> bool:
         """Whether the server answers its protocol now (a paused one does not)."""
@@ -319,7 +334,7 @@ class LocalServer:
         os.kill(self.pid, signal.SIGCONT)
 
     def stop(self) -> str:
-        """Terminate the server if its pid still runs its program; see `_stop_pids`."""
+        """Terminate the server if its pid is still this server; see `_stop_pids`."""
         return stop_servers([self])[self.name]
 
     def kill(self, timeout: float = STOP_TIMEOUT_S) -> None:
@@ -368,7 +383,7 @@ class ServerGroup:
 def stop_servers(servers: Sequence[LocalServer],
                  timeout: float = STOP_TIMEOUT_S) -> dict[str, str]:
     """Stop servers together; name -> stopped | gone | foreign (see `_stop_pids`)."""
-    outcome = _stop_pids({server.pid: server.argv[0] for server in servers}, timeout)
+    outcome = _stop_pids({server.pid: server.alive() for server in servers}, timeout)
     return {server.name: outcome[server.pid] for server in servers}
 
 
@@ -404,8 +419,8 @@ def _wait_ready(server: LocalServer, timeout: float) -> LocalServer:
 
 def _launch(server: LocalServer, timeout: float = START_TIMEOUT_S) -> LocalServer:
     """Spawn `server.argv` and wait until it answers; returns the server with its pid."""
-    started = replace(server, pid=_spawn(server.argv, Path(server.log)))
-    return _wait_ready(started, timeout)
+    pid = _spawn(server.argv, Path(server.log))
+    return _wait_ready(replace(server, pid=pid, started_ticks=start_ticks(pid)), timeout)
 
 
 def _on_free_port(port: int, start: Callable[[int], LocalServer]) -> LocalServer:

@@ -50,6 +50,17 @@ def _parsed(parse: Callable[[str], T], value: str | None, flag: str) -> T | None
         raise InputError(str(err), field=flag) from None
 
 
+def _bounded(value: T | None, limit: str, flag: str) -> T | None:
+    """A flag's value within its bounds (`bench.loadgen.runconfig.LIMITS[limit]`), so that
+    `--users 1e20` or `--duration 1e400s` is refused as it is parsed, saying the accepted
+    range (exit 2); None when not given."""
+    from bench.loadgen.runconfig import LIMITS
+
+    if value is not None:
+        LIMITS[limit].check(value, flag)  # type: ignore[arg-type]
+    return value
+
+
 def _write_text(path: str, text: str, flag: str) -> None:
     """Write an output file; an unwritable path is the user's to fix (exit 2)."""
     try:
@@ -62,29 +73,38 @@ def _write_text(path: str, text: str, flag: str) -> None:
 
 
 def _run_options(args: Namespace) -> RunOptions:
-    """`bench run`'s flags as the driver's options, times and rates parsed."""
+    """`bench run`'s flags as the driver's options, times and rates parsed, every number
+    within its bounds (one line naming the flag and the accepted range, exit 2)."""
     from bench.driver import RunOptions
+    from bench.preflight import local_processes
     from bench.units import parse_duration, parse_rate
 
+    def timed(flag: str, limit: str) -> float | None:
+        return _bounded(_parsed(parse_duration, getattr(args, limit), flag), limit, flag)
+
+    local_processes(args.processes)  # -1 or 1..LIMITS; the driver resolves -1
     return RunOptions(
         target=args.target,
-        duration_s=_parsed(parse_duration, args.duration, "--duration"),
-        warmup_s=_parsed(parse_duration, args.warmup, "--warmup"),
+        duration_s=timed("--duration", "duration"),
+        warmup_s=timed("--warmup", "warmup"),
         prefill=args.prefill,
-        rate=_parsed(parse_rate, args.rate, "--rate"),
+        rate=_bounded(_parsed(parse_rate, args.rate, "--rate"), "rate", "--rate"),
         arrival=args.arrival, closed=args.closed,
-        think_s=_parsed(parse_duration, args.think, "--think"),
-        users=args.users, processes=args.processes, seed=args.seed, out=args.out,
+        think_s=timed("--think", "think"),
+        users=_bounded(args.users, "users", "--users"), processes=args.processes,
+        seed=_bounded(args.seed, "seed", "--seed"), out=args.out,
         slo_file=args.slo,
-        timeout_s=_parsed(parse_duration, args.timeout, "--timeout"),  # has a default
-        ui=args.ui, web_port=args.web_port, master=args.master,
-        master_bind_host=args.master_bind_host, master_bind_port=args.master_bind_port,
-        expect_workers=args.expect_workers, quiet=args.quiet)
+        timeout_s=timed("--timeout", "timeout"),  # has a default
+        ui=args.ui, web_port=_bounded(args.web_port, "port", "--web-port"),
+        master=args.master, master_bind_host=args.master_bind_host,
+        master_bind_port=_bounded(args.master_bind_port, "port", "--master-bind-port"),
+        expect_workers=_bounded(args.expect_workers, "workers", "--expect-workers"),
+        force=args.force, quiet=args.quiet)
 
 
 def run(args: Namespace) -> int:
     """`bench run`: the whole run, from scenario to verdict (exit 0 met, 1 missed, 4 the
-    measurement is invalid)."""
+    measurement is invalid; 3 for a run stopped early, once what it measured is shown)."""
     from bench import driver
     from bench.analysis import runs
     from bench.output import console
@@ -101,14 +121,17 @@ def run(args: Namespace) -> int:
         reports.render(data, summary, run_dir / reports.REPORT_FILE)
         print(f"report:  {run_dir / reports.REPORT_FILE}")
     print(f"results: {run_dir}")
+    driver.check_completed(data)
     return runs.exit_code(summary)
 
 
 def worker(args: Namespace) -> int:
-    """`bench worker`: serve a master's load until it ends; Locust's exit code."""
+    """`bench worker`: serve a master's load until it ends; Locust's exit code (130 when
+    stopped by Ctrl-C, SIGTERM or SIGHUP)."""
     from bench import driver
 
-    return driver.serve_worker(args.master_host, args.master_port, args.processes)
+    return driver.serve_worker(args.master_host, _bounded(args.master_port, "port",
+                                                          "--master-port"), args.processes)
 
 
 # ------------------------------------------------------------------------------ cluster
@@ -202,7 +225,7 @@ def scenarios_validate(args: Namespace) -> int:
     from bench.scenario.model import load_scenario
 
     for file in args.files:
-        if not Path(file).is_file():
+        if not Path(file).exists():  # a directory: load_scenario says so
             raise InputError("no such file", file=file)
         scenario_view.print_valid(file, load_scenario(file))
     return EXIT_OK
@@ -240,14 +263,15 @@ def scenarios_preview(args: Namespace) -> int:
 
 def analyze(args: Namespace) -> int:
     """`bench analyze RUN_DIR...`: merged summary, SLO and validity verdicts (exit 0 met,
-    1 missed, 4 invalid); summary.json is rewritten when there is one run directory."""
+    1 missed, 3 met over a run that did not complete, 4 invalid); summary.json is written
+    to --out, else rewritten when there is one run directory."""
     from bench.analysis import runs
     from bench.output import console
 
     data = runs.load_runs(args.runs)
     summary = runs.summarize(data, runs.slo_for(data, args.slo))
-    if len(data.dirs) == 1:
-        runs.write_summary(data.dirs[0], summary)
+    if args.out or len(data.dirs) == 1:
+        runs.write_summary(data.dirs[0], summary, args.out)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
@@ -263,6 +287,9 @@ def report(args: Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / reports.REPORT_FILE
     if not out.parent.is_dir():
         raise InputError("directory does not exist", file=str(out.parent), field="--out")
+    if out.is_dir():
+        raise InputError("is a directory; expected the report's file name, e.g. "
+                         f"{out / reports.REPORT_FILE}", file=str(out), field="--out")
     data = runs.load_runs([args.run])
     summary = runs.summarize(data, runs.slo_for(data, args.slo))
     written = reports.render(data, summary, out)

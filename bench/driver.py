@@ -9,31 +9,37 @@ run directory is analyzed like any other, offline, by `bench.analysis.runs`.
 What a run was asked for beyond its scenario comes in as `RunOptions`, plain values
 (`bench.commands` builds them from the command line), so a run can be driven from
 Python as well.
+
+Locust never outlives the run (`bench.loadgen.launch`): a Ctrl-C, SIGTERM or SIGHUP
+stops it and leaves an "interrupted" run directory that is analysed like any other,
+but never passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from bench import __version__, cluster, faults, machine
+from bench import __version__, cluster, faults, machine, preflight
 from bench.analysis import runs as analyze
 from bench.analysis.runs import RunData
 from bench.analysis.summary import Summary
 from bench.output import console
 from bench.results import rundir
-from bench.errors import InputError, TargetError
-from bench.loadgen.runconfig import CONFIG_ENV, LoadPlan, RunConfig
+from bench.errors import InputError, OutputError, TargetError
+from bench.loadgen import launch
+from bench.loadgen.runconfig import CONFIG_ENV, LIMITS, LoadPlan, RunConfig
 from bench.scenario.model import Scenario
 from bench.scenario.slo import SloSpec, load_slo
 from bench.targets import (TargetInfo, open_target, parse_target, server_versions,
@@ -79,34 +85,35 @@ class RunOptions:
     master_bind_host: str = "127.0.0.1"
     master_bind_port: int = 5557
     expect_workers: int = 1
+    force: bool = False  # prefill even when it is larger than the target's memory
     quiet: bool = False
 
 
 def plan_load(options: RunOptions, scenario: Scenario) -> LoadPlan:
-    """Merge the options over the scenario; a bad value names its flag."""
+    """Merge the options over the scenario; every quantity within its bounds
+    (`preflight.check_plan`), a bad value naming its flag, or the scenario's field."""
     load = scenario.load
     mode = "closed" if options.closed else ("open" if options.rate is not None else load.mode)
     rate = load.rate if options.rate is None else options.rate
     if mode == "open" and not rate:
         raise InputError("open-loop load needs a rate: give --rate OPS or load.rate in the "
                          "scenario, or use --closed", field="--rate")
-    users = options.users if options.users is not None else load.users
-    if users < 1:
-        raise InputError(f"expected at least 1 user, got {users}", field="--users")
-    check_user_split(users, options)
-    if options.seed is not None and not 0 <= options.seed < 2**63:
-        raise InputError(f"expected a seed from 0 to 2^63-1, got {options.seed}", field="--seed")
     plan = LoadPlan(
         mode=mode, rate=rate if mode == "open" else None,
-        arrival=options.arrival or load.arrival, users=users,
+        arrival=options.arrival or load.arrival,
+        users=options.users if options.users is not None else load.users,
         think_s=load.think if options.think_s is None else options.think_s,
         warmup_s=load.warmup if options.warmup_s is None else options.warmup_s,
         duration_s=load.duration if options.duration_s is None else options.duration_s,
         prefill=load.prefill if options.prefill is None else options.prefill,
         seed=options.seed if options.seed is not None else scenario.seed,
     )
-    if plan.duration_s <= 0:
-        raise InputError("expected a duration > 0, e.g. 60s", field="--duration")
+    from_options = {name for name, value in (
+        ("users", options.users), ("rate", options.rate), ("duration_s", options.duration_s),
+        ("warmup_s", options.warmup_s), ("think_s", options.think_s),
+        ("seed", options.seed)) if value is not None}
+    preflight.check_plan(plan, scenario, from_options)
+    check_user_split(plan.users, options)
     return plan
 
 
@@ -118,18 +125,35 @@ def check_user_split(users: int, options: RunOptions) -> None:
     the users split evenly, whatever order Locust hands them out in.
     """
     if options.master:
-        flag, processes = "--expect-workers", options.expect_workers
+        processes, what = options.expect_workers, "workers"
+        LIMITS["workers"].check(processes, "--expect-workers")
     elif options.processes is not None:
-        flag, processes = "--processes", os.cpu_count() or 1 if options.processes == -1 \
-            else options.processes
+        processes, what = preflight.local_processes(options.processes), "processes"
     else:
         return
-    if processes < 1:
-        raise InputError(f"expected at least 1 (or -1 for one per core), got {processes}",
-                         field=flag)
     if users % processes:
-        raise InputError(f"{users} users do not split evenly over {processes} processes; "
+        raise InputError(f"{users} users do not split evenly over {processes} {what}; "
                          f"give --users a multiple of {processes}", field="--users")
+
+
+class Prepared(NamedTuple):
+    """What `bench run` knows before it touches the network."""
+
+    scenario: Scenario
+    plan: LoadPlan
+    workload: Workload
+    timeout_s: float
+    space_bytes: list[float]  # per key space: keys x (mean key + mean value) bytes
+
+
+def prepare(scenario: Scenario, options: RunOptions) -> Prepared:
+    """Every check `bench run` makes before it contacts the target: the load plan, the
+    client timeout, value sizes. Bad input fails here, with one line, before anything is
+    sent."""
+    timeout_s = LIMITS["timeout"].check(options.timeout_s, "--timeout")
+    plan = plan_load(options, scenario)
+    workload = Workload(scenario, plan.seed)
+    return Prepared(scenario, plan, workload, timeout_s, preflight.space_bytes(workload))
 
 
 def resolve_target_url(target: str | None, scenario: Scenario) -> str:
@@ -155,17 +179,21 @@ def check_reachable(info: TargetInfo, probe_key: str) -> dict[str, str]:
     """Server versions per node; exit 3 when the target does not answer at all.
 
     A proxy (nutcracker) answers no `version`/`INFO`, so when no node gives a version, a
-    get of `probe_key` decides: it goes through any proxy.
+    get of `probe_key` decides: it goes through any proxy. A Redis database other than 0
+    is probed too: only a client's own connection selects it, and a server refuses a
+    number beyond its `databases`, which would make every op of the run an error.
     """
     versions = server_versions(info)
-    if any(not str(v).startswith("error") for v in versions.values()):
+    answered = any(not str(v).startswith("error") for v in versions.values())
+    if answered and not (info.kind == "redis" and info.db):
         return versions
     target = open_target(info, timeout=2.0)
     try:
         target.get(probe_key)
-    except Exception as exc:  # any failure of the probe means unreachable, said in one line
+    except Exception as exc:  # any failure of the probe means unusable, said in one line
         detail = "; ".join(f"{node}: {v}" for node, v in versions.items())
-        raise TargetError(f"target {info.redacted} is unreachable ({detail}; "
+        what = f"refuses database {info.db}" if answered else "is unreachable"
+        raise TargetError(f"target {info.redacted} {what} ({detail}; "
                           f"get: {type(exc).__name__}: {exc})") from None
     finally:
         target.close()
@@ -190,7 +218,10 @@ def prefill(info: TargetInfo, workload: Workload, quiet: bool) -> int:
                 written += len(items)
                 advance(len(items))
     except Exception as exc:  # a failing server during prefill: report, don't trace
-        raise TargetError(f"prefill of {info.redacted} failed after {written} keys: {exc}") from exc
+        down = [node for node, v in server_versions(info).items() if str(v).startswith("error")]
+        nodes = f" (not answering: {', '.join(down)})" if down else ""
+        raise TargetError(f"prefill of {info.redacted} failed after {written} keys{nodes}: "
+                          f"{exc}") from exc
     finally:
         target.close()
     return written
@@ -217,6 +248,7 @@ def run_info(scenario: Scenario, plan: LoadPlan, info: TargetInfo, slo: SloSpec 
         machine=rundir.MachineFingerprint(**machine.fingerprint()),
         argv=[redact_raw(arg) for arg in sys.argv],   # a --target may carry a password
         calibration=calibration,
+        run_id=uuid.uuid4().hex,  # `bench analyze` refuses the same run given twice
     )
 
 
@@ -248,9 +280,6 @@ def _package_versions() -> dict[str, str | None]:
 def run_config(scenario: Scenario, plan: LoadPlan, url: str, run_dir: Path,
                description: rundir.RunInfo, timeout_s: float, ui: bool) -> RunConfig:
     """What every Locust process reads (bench.loadgen.users)."""
-    if timeout_s <= 0:
-        raise InputError(f"expected a timeout > 0, e.g. 1s, got {timeout_s:g}s",
-                         field="--timeout")
     return RunConfig(scenario=scenario.to_json(), load=plan, target_url=url,
                      timeout_s=timeout_s,
                      run_dir=str(run_dir), run_info=description, ui=ui)
@@ -258,11 +287,16 @@ def run_config(scenario: Scenario, plan: LoadPlan, url: str, run_dir: Path,
 
 def locust_argv(options: RunOptions, plan: LoadPlan, run_dir: Path,
                 host_label: str) -> list[str]:
-    """The Locust command line for a local, multi-process, master or UI run."""
+    """The Locust command line for a local, multi-process, master or UI run.
+
+    No --stop-timeout: Locust's default stops users at once, so an early stop (Ctrl-C,
+    SIGTERM, the UI's button) ends the load at once; a normal run's users stop by
+    themselves at the end of the window.
+    """
     total = plan.warmup_s + plan.duration_s + RUN_TIME_MARGIN_S
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
             "-u", str(plan.users), "-r", str(plan.users), "-H", host_label,
-            "--stop-timeout", "2", "--loglevel", "WARNING",
+            "--loglevel", "WARNING",
             "--logfile", str(run_dir / "locust.log"), "--exit-code-on-error", "0"]
     if options.ui:
         argv += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
@@ -273,38 +307,47 @@ def locust_argv(options: RunOptions, plan: LoadPlan, run_dir: Path,
                  "--master-bind-port", str(options.master_bind_port),
                  "--expect-workers", str(options.expect_workers)]
     elif options.processes:
-        argv += ["--processes", str(options.processes)]
+        # Locust's default master port is a fixed 5557 on every interface: two runs on
+        # one machine would collide. Its own workers find it on loopback.
+        port = str(cluster.free_port())
+        argv += ["--processes", str(options.processes), "--master-bind-host", "127.0.0.1",
+                 "--master-bind-port", port, "--master-port", port]
     return argv
 
 
-def launch_locust(argv: list[str], config: RunConfig, run_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, **{CONFIG_ENV: config.to_json()})
-    with open(run_dir / "locust.out", "w") as output:  # the child keeps its own copy
-        return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan, quiet: bool) -> int:
-    """Show progress from the run directory until Locust exits; Ctrl-C stops it cleanly."""
+def wait_for_locust(proc: subprocess.Popen, run_dir: Path, plan: LoadPlan,
+                    quiet: bool) -> tuple[int, str | None]:
+    """Show progress from the run directory until Locust exits. Ctrl-C, SIGTERM or SIGHUP
+    stop it (`launch.stop`); returns Locust's exit code and the signal that stopped it.
+    A full disk stops it too (OutputError): the run could no longer be recorded."""
     try:
-        with console.RunProgress(run_dir, plan.warmup_s + plan.duration_s, plan.rate,
-                                 quiet=quiet) as progress:
-            while proc.poll() is None:
+        with launch.terminate_raises(), console.RunProgress(
+                run_dir, plan.warmup_s + plan.duration_s, plan.rate, quiet=quiet) as progress:
+            while launch.running(proc):
                 progress.refresh()
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()
+                if rundir.disk_full(run_dir):
+                    launch.stop(proc)
+                    with contextlib.suppress(OutputError):  # the little room left, if any
+                        rundir.RunWriter.mark_interrupted(run_dir, "no space left on device")
+                    raise OutputError(f"cannot write {run_dir}: no space left on device; "
+                                      "the run was stopped")
+                time.sleep(0.2)
+    except (KeyboardInterrupt, launch.Terminated) as stop:
+        return launch.stop(proc), str(stop) if isinstance(stop, launch.Terminated) else "SIGINT"
+    return launch.reap(proc), None
 
 
-def check_finished(run_dir: Path, locust_rc: int) -> None:
-    """Exit 3 unless Locust completed the run: it never started, it aborted, or it
-    stopped before the end."""
+def check_finished(run_dir: Path, locust_rc: int, stopped_by: str | None = None) -> None:
+    """Exit 3 unless Locust finished the run directory: it never started, it aborted
+    (a lost load process, a lost target), or it stopped without finishing it. A run that
+    a signal (`stopped_by`) stopped early is marked "interrupted" here, with the signal
+    in its reason, and goes on to be analysed: `check_completed` refuses it as a pass."""
+    if stopped_by:
+        rundir.RunWriter.mark_interrupted(run_dir, f"stopped by {stopped_by}")
     if not (run_dir / rundir.RUN_JSON).exists():
+        if stopped_by:
+            raise TargetError(f"stopped by {stopped_by} before the run started; nothing was "
+                              f"measured (see {run_dir}/locust.out)")
         raise TargetError(f"the load generator did not start (Locust exit code {locust_rc}); "
                           f"see {run_dir}/locust.out\n{_tail(run_dir / 'locust.out')}")
     info = rundir.read_run_info(run_dir)
@@ -328,6 +371,16 @@ def summarize_run(run_dir: Path, slo: SloSpec | None) -> tuple[RunData, Summary]
     return run, summary
 
 
+def check_completed(run: RunData) -> None:
+    """Exit 3 for a run that was stopped early (Ctrl-C, SIGTERM, the web UI's stop):
+    what it measured is shown and kept, but its results are partial, not a pass. Called
+    once the summary is shown."""
+    for info in run.runs:
+        if info.status == "interrupted":
+            raise TargetError(f"run interrupted ({info.reason or 'stopped early'}): the "
+                              "results are partial, not a pass")
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     if not path.exists():
         return ""
@@ -335,23 +388,28 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def drive(scenario: Scenario, slo: SloSpec | None, options: RunOptions) -> Path:
-    """Run the scenario's load through Locust; returns the completed run directory
-    (exit 2 on bad options, 3 when the target is unreachable or the run did not finish)."""
-    plan = plan_load(options, scenario)
+    """Run the scenario's load through Locust; returns the finished run directory
+    (exit 2 on bad options, 3 when the target is unreachable, the run was aborted or
+    did not finish). A run stopped early by a signal is returned "interrupted"."""
+    ready = prepare(scenario, options)
+    plan = ready.plan
     url = resolve_target_url(options.target, scenario)
     info = parse_target(url)
     check_ops_supported(scenario, info)
     planned, fault_servers = faults.plan(scenario.faults, info, cluster.state_dir_default(),
                                          plan.duration_s, scenario.source)
     versions = check_reachable(info, scenario.key_prefix + "reachability-probe")
+    preflight.check_memory(info, scenario, plan, ready.workload, ready.space_bytes,
+                           options.force)
     run_dir = rundir.new_run_dir(RESULTS_ROOT, scenario.name, out=options.out)
-    workload = Workload(scenario, plan.seed)
     if plan.prefill:
-        prefill(info, workload, options.quiet)
+        prefill(info, ready.workload, options.quiet)
     description = run_info(scenario, plan, info, slo, versions, options.processes,
                            calibrate(info, scenario.key_prefix + "calibration"))
-    config = run_config(scenario, plan, url, run_dir, description, options.timeout_s, options.ui)
-    proc = launch_locust(locust_argv(options, plan, run_dir, info.redacted), config, run_dir)
+    config = run_config(scenario, plan, url, run_dir, description, ready.timeout_s, options.ui)
+    env = dict(os.environ, **{CONFIG_ENV: config.to_json()})
+    proc = launch.start(locust_argv(options, plan, run_dir, info.redacted), env,
+                        run_dir / "locust.out")
     if options.master:
         print(f"waiting for {options.expect_workers} worker(s) on "
               f"{options.master_bind_host}:{options.master_bind_port} "
@@ -361,23 +419,32 @@ def drive(scenario: Scenario, slo: SloSpec | None, options: RunOptions) -> Path:
     injector = faults.Injector(planned, fault_servers, run_dir,
                                cluster.state_dir_default()).start()
     try:
-        rc = wait_for_locust(proc, run_dir, plan, options.quiet or options.ui)
+        rc, stopped_by = wait_for_locust(proc, run_dir, plan, options.quiet or options.ui)
     finally:
         windows = injector.stop()   # never leaves a server stalled
     if planned and (run_dir / rundir.RUN_JSON).exists():
         rundir.RunWriter.record_faults(run_dir, windows)
-    check_finished(run_dir, rc)
+    check_finished(run_dir, rc, stopped_by)
     return run_dir
 
 
 def serve_worker(master_host: str, master_port: int, processes: int | None) -> int:
-    """A Locust worker whose scenario and target come from the master; its exit code."""
+    """A Locust worker whose scenario and target come from the master, tied to this
+    process (`bench.loadgen.launch`); its exit code, 130 when stopped by a signal.
+    `processes` as --processes (-1: one per core)."""
+    LIMITS["port"].check(master_port, "--master-port")
+    processes = preflight.local_processes(processes)
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
             "--master-host", master_host, "--master-port", str(master_port),
             "--loglevel", "WARNING"]
     if processes:
         argv += ["--processes", str(processes)]
+    proc = launch.start(argv, dict(os.environ))
     try:
-        return subprocess.call(argv)
-    except KeyboardInterrupt:
+        with launch.terminate_raises():
+            while launch.running(proc):
+                time.sleep(0.2)
+    except (KeyboardInterrupt, launch.Terminated):
+        launch.stop(proc)
         return 130
+    return launch.reap(proc)

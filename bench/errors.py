@@ -39,3 +39,10 @@ class TargetError(BenchError):
     """The target could not be reached, or the run had to be aborted."""
 
     exit_code = EXIT_UNREACHABLE
+
+
+class OutputError(BenchError):
+    """A file could not be written (disk full, read-only file system): what was asked
+    could not be finished, and the files written before are left as they were."""
+
+    exit_code = EXIT_UNREACHABLE

@@ -127,9 +127,14 @@ def test_machine_and_calibration_are_typed_and_keep_their_keys(tmp_path: Path) -
 
 
 def test_malformed_run_json_is_input_error(tmp_path: Path) -> None:
+    """A field of the wrong type is named (RunInfo.check_json); what the types allow but
+    the record cannot take is "malformed", in one line all the same."""
     run_dir = _run(tmp_path)
     _rewrite(run_dir / RUN_JSON, measured={"from": 1.0})
-    with pytest.raises(InputError, match=r"run.json: malformed: KeyError: 'to'"):
+    with pytest.raises(InputError, match=r"run.json: measured.to: expected a number, got null"):
+        read_run(run_dir)
+    _rewrite(run_dir / RUN_JSON, measured=None, faults=[{"kind": "stall"}])
+    with pytest.raises(InputError, match=r"run.json: malformed: KeyError: 'node'"):
         read_run(run_dir)
 
 

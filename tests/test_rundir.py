@@ -68,8 +68,11 @@ def test_out_dir_is_created_but_never_holds_two_runs(tmp_path: Path) -> None:
     out = new_run_dir(tmp_path / "results", "smoke", out=tmp_path / "a" / "b")
     assert out == tmp_path / "a" / "b" and out.is_dir()
     assert not (tmp_path / "results").exists()
-    (out / "notes.txt").write_text("mine")
-    assert new_run_dir(tmp_path, "smoke", out=out) == out
+    assert new_run_dir(tmp_path, "smoke", out=out) == out  # empty: fine
+    (out / "notes.txt").write_text("mine")  # issue 12 item 6: never overwrite user files
+    with pytest.raises(InputError, match="not empty and not a run directory") as caught:
+        new_run_dir(tmp_path, "smoke", out=out)
+    assert caught.value.field == "--out" and (out / "notes.txt").read_text() == "mine"
     (out / RUN_JSON).write_text("{}")
     with pytest.raises(InputError, match="already holds a run") as caught:
         new_run_dir(tmp_path, "smoke", out=out)

@@ -32,15 +32,16 @@ from bench.analysis.phases import phase_figures
 from bench.analysis.routing import gutter_figures
 from bench.analysis.summary import SUMMARY_FORMATS, OpSummary, Summary
 from bench.analysis.validity import Validity, is_invalid, judge
-from bench.analysis.verdicts import evaluate
-from bench.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InputError
+from bench.analysis.verdicts import evaluate, judged
+from bench.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, InputError
 from bench.results.histograms import (Layout, add_sparse, default_layout, latency_stats,
                                       layout_for, percentiles_from_counts, segment_percentiles,
                                       sparse_counts)
 from bench.results.hlog import read_hlog
 from bench.results.rundir import (LAG_PREFIX, LOADGEN_COLUMNS, RUN_JSON, SERVICE_SUFFIX,
-                                  SUMMARY_JSON, TIMELINE_COLUMNS, LoadgenRow, RunInfo,
-                                  TimelineRow, read_run, read_versioned)
+                                  SUMMARY_JSON, TIMELINE_COLUMNS, LoadgenRow, RunFiles,
+                                  RunInfo, TimelineRow, read_run, read_versioned,
+                                  write_atomically)
 from bench.scenario.slo import SloSpec, load_slo, parse_slo
 from bench.scenario.validity import ValiditySpec, parse_validity, resolve
 from bench.vocabulary import ERROR_KINDS, ERROR_OTHER, LOOKUP_OPS
@@ -311,6 +312,7 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
         raise InputError("expected at least one run directory", field="RUN_DIR")
     builder = _Builder()
     files = [read_run(path) for path in paths]
+    _refuse_duplicates(files)
     for run in files:
         label = run.path.name if len(files) > 1 else None
         builder.add_hlog(run.hlog, label)
@@ -318,6 +320,17 @@ def load_runs(paths: Sequence[str | Path]) -> RunData:
         builder.add_loadgen(run.loadgen, label)
     return builder.finish([f.path for f in files], [f.info for f in files],
                           [f.server_stats or {} for f in files])
+
+
+def _refuse_duplicates(files: Sequence[RunFiles]) -> None:
+    """The same run given twice (or a copy of it) would count every op twice."""
+    seen: dict[str, Path] = {}
+    for run in files:
+        for key in {run.info.run_id or "", str(run.path.resolve())} - {""}:
+            if key in seen:
+                raise InputError(f"the same run as {seen[key]} (run_id or directory); give "
+                                 "each run once", file=str(run.path), field="RUN_DIR")
+            seen[key] = run.path
 
 
 # --- the summary ------------------------------------------------------------------------
@@ -361,16 +374,17 @@ def summarize(run: RunData, slo: SloSpec | None) -> Summary:
     first = run.runs[0]
     started = [r.started for r in run.runs if r.started]
     ended = [r.ended for r in run.runs if r.ended]
+    completed = all(r.completed for r in run.runs)
     return Summary(
         scenario=first.scenario.name if first.scenario else None,
         started=min(started) if started else None,
         ended=max(ended) if ended else None,
         duration_s=run.duration_s,
         target=first.target,
-        completed=all(r.completed for r in run.runs),
+        completed=completed,
         ops={op: _op_summary(run, [op]) for op in run.ops},
         total=_op_summary(run, run.ops, [op for op in run.ops if op in LOOKUP_OPS]),
-        slo=evaluate(slo, run) if slo is not None else None,
+        slo=judged(evaluate(slo, run), completed) if slo is not None else None,
         validity=validity(run, validity_spec(run, slo)),
         phases=phase_figures(run),
         gutter=gutter_figures(run.runs, run.server_stats),
@@ -400,13 +414,12 @@ def validity(run: RunData, spec: ValiditySpec) -> Validity | None:
     return judge(spec, run, open_loop, asked)
 
 
-def write_summary(run_dir: str | Path, summary: Summary) -> Path:
-    """Write summary.json into a run directory (atomically: readers never see half a file)."""
-    path = Path(run_dir) / SUMMARY_JSON
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary.to_json(), indent=2, allow_nan=False) + "\n",
-                   encoding="utf-8")
-    tmp.replace(path)
+def write_summary(run_dir: str | Path, summary: Summary,
+                  path: str | Path | None = None) -> Path:
+    """Write summary.json into a run directory, or to `path` (atomically: readers never
+    see half a file, a full disk leaves the old one intact)."""
+    path = Path(path) if path else Path(run_dir) / SUMMARY_JSON
+    write_atomically(path, json.dumps(summary.to_json(), indent=2, allow_nan=False) + "\n")
     return path
 
 
@@ -432,7 +445,10 @@ def slo_for(run: RunData, slo_file: str | None) -> SloSpec | None:
 
 def exit_code(summary: Summary) -> int:
     """4 when the measurement is invalid (whatever the SLO says), else 0 when the SLO is
-    met or there is none, 1 when missed."""
+    met or there is none, 1 when missed, 3 when it was met over a run that did not
+    complete (a partial verdict is not a pass)."""
     if is_invalid(summary.validity):
         return EXIT_INVALID
-    return EXIT_FAILED if summary.slo and summary.slo.passed is False else EXIT_OK
+    if summary.slo and summary.slo.passed is False:
+        return EXIT_FAILED
+    return EXIT_UNREACHABLE if summary.slo and summary.slo.partial else EXIT_OK

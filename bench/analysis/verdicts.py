@@ -15,7 +15,7 @@ verdict is a `Verdict` (summary.json's `slo`); its field names are summary.json'
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any, ClassVar, Protocol, Self
 
@@ -129,7 +129,9 @@ class Verdict(JsonRecord):
     """The SLO verdict (summary.json `slo`): every part and the overall `passed`.
 
     `passed` is True when every judged part passes, False when one fails, and None
-    when nothing could be judged (no op of the SLO ran).
+    when nothing could be judged (no op of the SLO ran). The analyzer's verdict of a run
+    (`judged`) is never None: a part without samples fails it, named in `no_data`, and
+    the verdict of a run that did not complete is `partial`.
     """
 
     name: str | None
@@ -139,6 +141,8 @@ class Verdict(JsonRecord):
     hit_ratio: HitRatioVerdict | None
     window_s: float | None
     spec: dict[str, Any]  # the SLO in its file's form (SloSpec.to_data)
+    no_data: list[str] = field(default_factory=list)  # the parts that had no samples
+    partial: bool = False  # over a run that did not complete: what was measured only
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -282,6 +286,33 @@ def evaluate(spec: SloSpec, source: SloSource) -> Verdict:
     return Verdict(name=spec.name, passed=_combine(*parts), objectives=objectives,
                    errors=errors, hit_ratio=hit_ratio, window_s=spec.window_s,
                    spec=spec.to_data())
+
+
+def judged(verdict: Verdict, completed: bool) -> Verdict:
+    """The verdict of a run: no data is never a pass, and an incomplete run is not a
+    pass either.
+
+    `evaluate` leaves a part without samples unjudged (passed None) and judges the rest;
+    here any such part fails the whole verdict (named in `no_data`). The verdict of a
+    run that did not complete is marked `partial`: it covers only what was measured.
+    """
+    missing = [o.name for o in verdict.objectives if o.passed is None]
+    if verdict.errors and verdict.errors.passed is None:
+        missing.append(f"errors <= {format_percent(verdict.errors.max_fraction)}")
+    if verdict.hit_ratio and verdict.hit_ratio.passed is None:
+        missing.append(f"hit ratio >= {format_percent(verdict.hit_ratio.min)}")
+    return replace(verdict, passed=False if missing else verdict.passed, no_data=missing,
+                   partial=not completed)
+
+
+def partial_note(verdict: Verdict) -> str:
+    """What a verdict line adds for a partial verdict (nothing for a complete run)."""
+    return " (partial: the run did not complete)" if verdict.partial else ""
+
+
+def verdict_reasons(verdict: Verdict) -> list[str]:
+    """Why a verdict failed: the missed parts, then the parts that had no samples."""
+    return failures(verdict) + [f"{name}: no samples" for name in verdict.no_data]
 
 
 def failures(verdict: Verdict) -> list[str]:

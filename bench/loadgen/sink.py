@@ -18,6 +18,7 @@ from typing import Any
 
 import gevent
 
+from bench.loadgen import supervise
 from bench.loadgen.runconfig import RunConfig
 from bench.results import rundir
 from bench.results.recorder import Interval
@@ -57,6 +58,7 @@ class RunSink:
         self.done: set[str] = set()
         self.finished = False
         self._ticker = gevent.spawn(self._tick_loop)
+        supervise.guard(environment, self)
 
     def _snapshot_before(self) -> None:
         """Server counters at the start of the measured window (after warm-up), so their
@@ -75,8 +77,8 @@ class RunSink:
             self._add(interval, source)
         elif kind == MSG_DONE:
             self.done.add(source)
-            if len(self.done) >= self.sources:
-                self.finish("completed")
+            if len(self.done) >= self.sources:  # completed, or stopped before the end
+                self.finish(*supervise.end_status(self.measured_from + self.cfg.load.duration_s))
 
     def _add(self, interval: Interval, source: str) -> None:
         merged, seen = self.pending.get(interval.start, (None, set()))

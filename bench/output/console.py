@@ -30,7 +30,7 @@ from rich.text import Text
 
 from bench.analysis.summary import OpSummary, Summary
 from bench.analysis.validity import Validity, headline, is_invalid
-from bench.analysis.verdicts import Verdict, describe_windows, failures
+from bench.analysis.verdicts import Verdict, describe_windows, partial_note, verdict_reasons
 from bench.results.histograms import counts_array, percentiles_from_counts
 from bench.results.hlog import parse_interval
 from bench.results.rundir import LATENCY_HLOG, SERVICE_SUFFIX, TIMELINE_CSV, TimelineRow
@@ -116,9 +116,12 @@ def verdict_line(summary: Summary) -> Text:
                     style="dim")
     if verdict.passed is None:
         return Text("SLO not judged: none of its ops ran", style="bold yellow")
+    partial = partial_note(verdict)
+    if verdict.passed and partial:
+        return Text(f"NOT A PASS: SLO met over what was measured{partial}", style="bold yellow")
     if verdict.passed:
         return Text("PASS: SLO met", style="bold green")
-    return Text("FAIL: " + "; ".join(failures(verdict)), style="bold red")
+    return Text(f"FAIL{partial}: " + "; ".join(verdict_reasons(verdict)), style="bold red")
 
 
 def loadgen_line(validity: Validity) -> Text:

@@ -26,8 +26,8 @@ from bench.analysis.phases import PHASES, fault_windows
 from bench.analysis.runs import RunData
 from bench.analysis.summary import Summary
 from bench.analysis.validity import Validity, headline
-from bench.analysis.verdicts import Verdict, describe_windows, failures
-from bench.results.rundir import RunScenario, RunTarget
+from bench.analysis.verdicts import Verdict, describe_windows, partial_note, verdict_reasons
+from bench.results.rundir import RunScenario, RunTarget, write_atomically
 from bench.results.histograms import percentiles_from_counts
 from bench.units import format_ms, format_percent, format_times, format_us, format_whole
 from bench.vocabulary import ERROR_KINDS, LOOKUP_OPS
@@ -259,11 +259,15 @@ def verdict_html(summary: Summary) -> str:
         return '<div class="verdict none">No SLO given: nothing judged</div>'
     if verdict.passed is None:
         return '<div class="verdict none">SLO not judged: none of its ops ran</div>'
-    if verdict.passed:
+    partial = partial_note(verdict)
+    if verdict.passed and partial:
+        banner = ('<div class="verdict none">NOT A PASS: SLO met over what was measured'
+                  f'{partial}</div>')
+    elif verdict.passed:
         banner = '<div class="verdict pass">PASS: SLO met</div>'
     else:
-        reasons = "".join(f"<li>{_e(r)}</li>" for r in failures(verdict))
-        banner = f'<div class="verdict fail">FAIL: SLO missed<ul>{reasons}</ul></div>'
+        reasons = "".join(f"<li>{_e(r)}</li>" for r in verdict_reasons(verdict))
+        banner = f'<div class="verdict fail">FAIL: SLO missed{partial}<ul>{reasons}</ul></div>'
     rows, classes = _slo_rows(verdict)
     return banner + _table(["objective", "observed", "windows compliant", "verdict"],
                            rows, classes)
@@ -458,7 +462,7 @@ def render(run: RunData, summary: Summary, out: Path) -> list[Path]:
     for stem, title, fig in figures(run, summary):
         png = _png(fig)
         path = out.with_name(f"{out.stem}-{stem}.png")
-        path.write_bytes(png)
+        write_atomically(path, png)
         written.append(path)
         sections[stem] = f"<h2>{_e(title)}</h2>{_img(path.name, png, title)}"
     errors_text = "" if summary.total.errors else "<h2>Errors</h2><p>No errors.</p>"
@@ -472,5 +476,5 @@ def render(run: RunData, summary: Summary, out: Path) -> list[Path]:
             f"{sections['errors'] or errors_text}{faults_html(summary)}"
             f"<h2>Servers</h2>{server_html(run.server_stats)}{sections['node-load']}"
             f"<h2>What ran</h2>{what_ran_html(run)}</body></html>\n")
-    out.write_text(page, encoding="utf-8")
+    write_atomically(out, page)
     return [out, *written]

@@ -48,6 +48,7 @@ adding a key is a compatible change, changing or removing one needs a new format
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -60,7 +61,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TextIO, TypeVar
 
-from bench.errors import InputError, TargetError
+from bench.errors import InputError, OutputError, TargetError
 from bench.results.hlog import HlogWriter
 from bench.results.loadstats import LoadInterval
 from bench.results.recorder import INTERVAL_S, Interval, OpInterval
@@ -117,7 +118,7 @@ def new_run_dir(results_root: str | Path, scenario_name: str, when: datetime | N
     safe_name = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario_name).strip("-.") or "run"
     stem = f"{when:%Y%m%dT%H%M%SZ}-{safe_name}"
     root = Path(results_root)
-    root.mkdir(parents=True, exist_ok=True)
+    _make_dirs(root)
     for attempt in range(1, 1000):
         path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
         try:
@@ -125,18 +126,36 @@ def new_run_dir(results_root: str | Path, scenario_name: str, when: datetime | N
             return path
         except FileExistsError:
             continue
+        except OSError as err:
+            raise OutputError(f"cannot write {root}: {_reason(err)}") from None
     raise InputError("too many runs with the same timestamp", file=str(root / stem))
 
 
 def _prepare_out_dir(out: Path) -> Path:
-    """Create an explicit --out directory; refuse one that already holds a run."""
+    """Create an explicit --out directory; refuse one that already holds anything.
+
+    A run writes run.json, latency.hlog, report.html... into it: in a directory that
+    holds a run those would mix two runs, in any other non-empty one they would
+    overwrite the user's own files.
+    """
     if out.exists() and not out.is_dir():
         raise InputError("expected a directory, found a file", file=str(out), field="--out")
     if (out / RUN_JSON).exists():
         raise InputError(f"already holds a run ({RUN_JSON}); choose another directory",
                          file=str(out), field="--out")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError("not empty and not a run directory; choose a new or empty "
+                         "directory", file=str(out), field="--out")
+    _make_dirs(out)
     return out
+
+
+def _make_dirs(path: Path) -> None:
+    """mkdir -p; OutputError (exit 3) in one line when the file system refuses."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {_reason(err)}") from None
 
 
 class TimelineRow(NamedTuple):
@@ -237,6 +256,12 @@ class JsonRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         return cls.from_fields(data)
+
+    @classmethod
+    def check_json(cls, data: dict[str, Any], file: str) -> None:
+        """Refuse, naming the file and the field, a JSON object whose values do not have
+        the types the record's readers expect (a copied or hand-edited file); called by
+        `read_versioned` before `from_json`. By default there is nothing to check."""
 
     @classmethod
     def from_fields(cls, data: dict[str, Any], **parsed: Any) -> Self:
@@ -387,6 +412,9 @@ class RunInfo(JsonRecord):
     argv: list[str] | None = None
     machine: MachineFingerprint | None = None
     calibration: Calibration | None = None
+    #: One run's id (a random hex string): `bench analyze` refuses the same run, or a
+    #: copy of it, given twice.
+    run_id: str | None = None
     interval_s: float = INTERVAL_S
     started: str | None = None
     ended: str | None = None
@@ -407,7 +435,8 @@ class RunInfo(JsonRecord):
                      "slo": self.slo, "versions": self.versions, "host": self.host,
                      "machine": optional(MachineFingerprint.to_json, self.machine),
                      "argv": self.argv,
-                     "calibration": optional(Calibration.to_json, self.calibration)}
+                     "calibration": optional(Calibration.to_json, self.calibration),
+                     "run_id": self.run_id}
         faults = None if self.faults is None else [w.to_json() for w in self.faults]
         return {"format": RUN_FORMATS[-1], **_present(described),
                 "interval_s": self.interval_s, "started": self.started, "ended": self.ended,
@@ -433,14 +462,37 @@ class RunInfo(JsonRecord):
                                faults=None if faults is None
                                else [FaultWindow.from_json(w) for w in faults])
 
+    @classmethod
+    def check_json(cls, data: dict[str, Any], file: str) -> None:
+        """run.json's fields of the JSON types in RUN_FIELDS, `interval_s` > 0, and the
+        nested fields readers use; else InputError naming the file and the field."""
+        for name, types in RUN_FIELDS.items():
+            if name in data:
+                _check_type(data[name], types, file, name)
+        if data.get("interval_s", 1.0) <= 0:
+            raise InputError(f"expected a number of seconds > 0, got {data['interval_s']!r}",
+                             file=file, field="interval_s")
+        measured, scenario, target = (data.get(k) or {}
+                                      for k in ("measured", "scenario", "target"))
+        for name in ("from", "to"):
+            if measured:
+                _check_type(measured.get(name), _NUMBER, file, f"measured.{name}")
+        _check_type(scenario.get("name"), (str, type(None)), file, "scenario.name")
+        _check_type(target.get("url"), (str, type(None)), file, "target.url")
+        _check_type(target.get("nodes", []), (list,), file, "target.nodes")
+        for index, window in enumerate(data.get("faults") or []):
+            _check_type(window, (dict,), file, f"faults[{index}]")
+
 
 class RunWriter:
     """Writes one run directory as the run goes; a context manager.
 
     It owns run.json: the caller describes the run (a `RunInfo` without status), the
     writer stamps what only it knows (format, interval length, start, end, status,
-    measured window, measure_from) and rewrites the file; nobody else edits it. The one
-    thing it learns after the Locust side has finished is written by `record_faults`.
+    measured window, measure_from) and rewrites the file; nobody else edits it. What
+    `bench run` learns after the Locust side has finished is written by `record_faults`
+    (the fault windows) and `mark_interrupted` (a run that `bench run` stopped early,
+    by a signal or for a full disk).
 
     Leaving the `with` block by an exception finishes the run as "aborted" for a
     TargetError (target lost) and "interrupted" for anything else (Ctrl-C included),
@@ -523,6 +575,27 @@ class RunWriter:
         info = read_versioned(run_json, RUN_FORMATS, RunInfo)
         _write_json_atomically(run_json, replace(info, faults=list(windows)).to_json())
 
+    @staticmethod
+    def mark_interrupted(path: str | Path, reason: str) -> bool:
+        """A run stopped early from outside its writer (`bench run` got a signal, or its
+        disk filled up): status "interrupted" with `reason`, so that it reads as what it
+        is and can be analysed. A run.json the Locust side already finished as
+        "interrupted" keeps its own reason after `reason`; a completed or aborted one is
+        left as it is. False when run.json is missing or was left as it is."""
+        run_json = Path(path) / RUN_JSON
+        if not run_json.is_file():
+            return False
+        info = read_versioned(run_json, RUN_FORMATS, RunInfo)
+        if info.status == "running":
+            info = replace(info, ended=iso_utc(time.time()), status="interrupted",
+                           completed=False, reason=reason)
+        elif info.status == "interrupted":
+            info = replace(info, reason=f"{reason}: {info.reason}" if info.reason else reason)
+        else:
+            return False
+        _write_json_atomically(run_json, info.to_json())
+        return True
+
     def __enter__(self) -> RunWriter:
         return self
 
@@ -545,14 +618,44 @@ def _csv_file(path: Path, columns: tuple[str, ...]) -> TextIO:
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file and rename it over `path`: readers never see half a file."""
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write a temporary file beside `path`, then rename it over `path`: readers never see
+    half a file, and a full disk leaves the previous file intact. OutputError (exit 3)
+    says which directory could not be written, and why, in one line."""
     temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as out:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise OutputError(f"cannot write {path.parent}: {_reason(err)}") from None
+
+
+def _reason(err: OSError) -> str:
+    """`no space left on device`, `read-only file system`..."""
+    text = err.strerror or str(err)
+    return text[:1].lower() + text[1:]
+
+
+#: Less free space than this in a run directory's file system counts as a full disk.
+MIN_FREE_BYTES = 256 * 1024
+
+
+def disk_full(path: str | Path) -> bool:
+    """Whether the file system of `path` is (nearly) full: a run writing there would
+    lose its intervals and could not finish its run.json."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES
 
 
 @dataclass
@@ -601,13 +704,16 @@ def read_run_info(path: str | Path) -> RunInfo:
 
 def read_versioned(path: Path, formats: tuple[int, ...], record: type[Record]) -> Record:
     """A versioned run file (run.json, summary.json) as a `record`, refused in one line
-    when its format is not one of `formats` or its content does not fit the record."""
+    when its format is not one of `formats` or its content does not fit the record: a
+    field of the wrong JSON type is named (`record.check_json`), anything else the record
+    cannot take is "malformed"."""
     data = _read_json(path)
     found = data.get("format", UNVERSIONED_FORMAT)
     if type(found) is not int or found not in formats:
         raise InputError(f"format {json.dumps(found)} is not known; this cachebench reads "
                          f"format {', '.join(map(str, formats))} (was the file written by a "
                          f"newer cachebench?)", file=str(path))
+    record.check_json(data, str(path))
     try:
         return record.from_json(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -620,9 +726,40 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError("expected UTF-8 JSON, found bytes that are not UTF-8",
+                         file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from None
     if not isinstance(data, dict):
         raise InputError("expected a JSON object", file=str(path))
     return data
+
+
+_NUMBER = (int, float)
+_OBJECT = (dict, type(None))
+#: The run.json fields that readers use and the JSON types each may hold; a copied or
+#: hand-edited run.json with another type is refused here, naming the field, instead
+#: of failing somewhere in the analysis.
+RUN_FIELDS: dict[str, tuple[type, ...]] = {
+    "run_id": (str, type(None)), "interval_s": _NUMBER, "started": (str, type(None)),
+    "ended": (str, type(None)), "status": (str,), "completed": (bool,),
+    "reason": (str, type(None)), "measured": _OBJECT, "scenario": _OBJECT,
+    "target": _OBJECT, "load": _OBJECT, "slo": _OBJECT, "versions": _OBJECT,
+    "host": _OBJECT, "argv": (list, type(None)), "measure_from": (*_NUMBER, type(None)),
+    "faults": (list, type(None))}
+_TYPE_NAMES = {str: "a string", int: "a number", float: "a number", bool: "true or false",
+               dict: "an object", list: "a list", type(None): "null"}
+
+
+def _check_type(value: Any, types: tuple[type, ...], file: str, field: str) -> None:
+    """InputError unless `value` is one of `types` (a bool is not a number here)."""
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types) \
+            and not (isinstance(value, float) and not math.isfinite(value)):
+        return
+    expected = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in types))
+    raise InputError(f"expected {expected}, got {json.dumps(value)[:40]}", file=file,
+                     field=field)
 
 
 def read_timeline(path: str | Path) -> list[TimelineRow]:

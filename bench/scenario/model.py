@@ -106,6 +106,10 @@ SCENARIO_DIRS: list[Path] = [Path(__file__).resolve().parents[2] / "scenarios"]
 #: Every key the harness writes starts with this (DESIGN.md: only keys under our prefix).
 DEFAULT_KEY_PREFIX = "cb:"
 
+#: A scenario file larger than this is refused before it is parsed: composing the YAML
+#: of a 33 MB file took minutes and gigabytes before the node limit could apply.
+MAX_SCENARIO_BYTES = 2**20
+
 # ----------------------------------------------------------------------------- quantities
 
 
@@ -911,7 +915,9 @@ def resolve_scenario(name_or_path: str | Path) -> Path:
     """A file path as given, or a name looked up as <dir>/<name>.yaml in SCENARIO_DIRS."""
     text = str(name_or_path)
     path = Path(text)
-    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
+    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file() or path.is_dir():
+        if path.is_dir():
+            raise InputError("is a directory; expected a scenario YAML file", file=text)
         if not path.is_file():
             raise InputError("no such scenario file", file=text)
         return path
@@ -936,7 +942,13 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load a scenario by name (scenarios/<name>.yaml) or path; InputError when bad."""
     path = resolve_scenario(name_or_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:  # never more than the cap into memory
+            data = handle.read(MAX_SCENARIO_BYTES + 1)
+        if len(data) > MAX_SCENARIO_BYTES:
+            raise InputError(f"larger than {MAX_SCENARIO_BYTES // 2**20} MiB; a scenario is "
+                             "a few KiB (big tables belong in a value_size or trace file)",
+                             file=str(path))
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read the scenario: {err}", file=str(path)) from None
     return parse_scenario(text, str(path))

@@ -22,7 +22,7 @@ import numpy as np
 from bench.errors import InputError
 from bench.scenario.distributions import top_share
 from bench.scenario.model import Scenario
-from bench.workload.ops import Op, Workload
+from bench.workload.ops import Op, SpacePlan, Workload
 
 #: Share of the key space whose requests `preview` reports ("top 1% of keys").
 TOP_FRACTION = 0.01
@@ -138,6 +138,17 @@ def _space_preview(workload: Workload, index: int, drawn: list[Op],
     stored.append((sizes, space.keys / len(sample)))
     out.mean_value_bytes = float(sizes.mean())
     return out
+
+
+def sampled_sizes(plan: SpacePlan, sample: int = SIZE_SAMPLE) -> tuple[float, float]:
+    """Mean key bytes and mean value bytes of a key space, from up to `sample` of its
+    keys (all of them in a smaller space)."""
+    keys = plan.space.keys
+    chosen = np.arange(min(keys, sample))
+    if keys > sample:
+        chosen = np.random.default_rng(0).choice(keys, sample, replace=False)
+    return (float(np.mean([len(k) for k in plan.keys_for(chosen)])),
+            float(plan.sizes(chosen).mean()))
 
 
 def _trace_preview(name: str, ops: list[Op], requests: int) -> SpacePreview:
