@@ -3,7 +3,7 @@
 No Locust, no gevent, no server: the clock is virtual and only moves when the code under
 test sleeps or a fake call takes its service time, so every send time and latency below
 is exact (up to float rounding) and the tests take no wall-clock time. The fake sleep
-wakes TIMER_SLACK_S late, like gevent's timers, unless a test says otherwise.
+wakes on time, like the timerfd sleep the users pace with, unless a test says otherwise.
 
 The statistical tests of `arrival_gaps` use a fixed seed and reject below ALPHA, as in
 tests/test_distributions.py.
@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.loadgen.pacing import (ARRIVAL_BATCH, TIMER_SLACK_S, arrival_gaps, run_closed_loop,
-                                  run_open_loop)
+from bench.loadgen.pacing import ARRIVAL_BATCH, arrival_gaps, run_closed_loop, run_open_loop
 from bench.workload.executor import Sample, Steps
 from bench.workload.ops import Op
 
@@ -32,7 +31,7 @@ ALPHA = 1e-3
 class FakeClock:
     """Virtual perf_counter time; `sleep` advances it (plus `late`, a timer's lateness)."""
 
-    def __init__(self, late: float = TIMER_SLACK_S) -> None:
+    def __init__(self, late: float = 0.0) -> None:
         self.now, self.late = 0.0, late
 
     def __call__(self) -> float:
@@ -133,14 +132,14 @@ def test_trace_ops_start_at_their_own_time_after_the_first() -> None:
 
 
 def test_an_op_woken_early_is_measured_from_when_it_started() -> None:
-    """A timer that fires on time wakes the op TIMER_SLACK_S early: its latency then
-    counts from its actual start, never from a time after it started."""
-    clock = FakeClock(late=0.0)
+    """A sleep that returns EARLY wakes the op before its intended start: its latency
+    then counts from its actual start, never from a time after it started."""
+    early = 0.5 * MS
+    clock = FakeClock(late=-early)
     executor = FakeExecutor(clock)
     recorder = open_loop(clock, executor, [10 * MS], end=0.035)
     starts = [start for _, _, start in executor.sent]
-    assert starts == pytest.approx([0.0, 0.01 - TIMER_SLACK_S, 0.02 - TIMER_SLACK_S,
-                                    0.03 - TIMER_SLACK_S])
+    assert starts == pytest.approx([0.0, 0.01 - early, 0.02 - early, 0.03 - early])
     assert [origin for _, origin in recorder.records] == pytest.approx(starts)
 
 

@@ -3,8 +3,9 @@
 The coordinated-omission core of the harness, kept apart from Locust so that it can be
 tested alone: this module imports neither Locust nor gevent. The clock and the sleep
 are injected (`clock`: perf_counter seconds, `sleep`: yield for so many seconds);
-`users.CacheUser` passes `time.perf_counter` and `gevent.sleep`, tests a fake clock
-whose sleep advances virtual time (tests/test_pacing.py).
+`users.CacheUser` passes `time.perf_counter` and a precise sleep (`timers.py`; gevent's
+own for the closed loop), tests a fake clock whose sleep advances virtual time
+(tests/test_pacing.py).
 
 Open loop sends on a schedule of intended start times and measures each op from its
 intended start, so a stalled server shows in the tail; closed loop sends the next op
@@ -23,10 +24,6 @@ from bench.results.recorder import Recorder
 from bench.workload.executor import Executor, Sample, Steps
 from bench.workload.ops import Op
 
-#: gevent's timers fire up to one event-loop tick (about 1 ms) late. Sleeping this much
-#: less and measuring from min(intended, actual start) keeps that tick out of latency:
-#: an op may start up to this early, but is never measured from a time after it started.
-TIMER_SLACK_S = 0.001
 ARRIVAL_BATCH = 4096
 
 Clock = Callable[[], float]
@@ -78,8 +75,13 @@ def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
 
 def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], ticket: int,
           record: Record, clock: Clock, sleep: Sleep) -> int:
-    """Run one step of an op at its due time, record its calls, park it if it waits."""
-    wait = due - clock() - TIMER_SLACK_S
+    """Run one step of an op at its due time, record its calls, park it if it waits.
+
+    `sleep` must wake on time (users.py passes a timerfd sleep, bench/loadgen/timers.py):
+    an op is neither sent early, which would change the arrival process, nor late, which
+    would put the timer's lateness into its latency.
+    """
+    wait = due - clock()
     if wait > 0:
         sleep(wait)
     done = len(steps.samples)

@@ -29,6 +29,7 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -38,15 +39,16 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
-from bench.loadgen.pacing import TIMER_SLACK_S, arrival_gaps, run_closed_loop, run_open_loop
+from bench.loadgen.pacing import arrival_gaps, run_closed_loop, run_open_loop
 from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
 from bench.loadgen.sink import LOCAL_SOURCE, MSG_DONE, MSG_INTERVAL, RunSink, measure_start
+from bench.loadgen.timers import precise_sleep
 from bench.results.histograms import recorded_values
 from bench.results.recorder import Interval, Recorder
 from bench.scenario.model import Scenario
 from bench.targets import open_target, parse_target
 from bench.workload.executor import Executor
-from bench.workload.ops import Workload
+from bench.workload.ops import Op, Workload
 
 FLUSH_EVERY_S = 0.25
 GC_YOUNG_THRESHOLD = 50_000
@@ -224,6 +226,21 @@ def feed_locust_stats(stats: Any, interval: Interval) -> None:
             stats.errors.setdefault(key, StatsError("cache", name, message)).occurrences += count
 
 
+def run_paced(ops: Iterator[Op], executor: Executor, recorder: Recorder, rate_per_user: float,
+              arrival: str, rng: np.random.Generator, start: float, end: float) -> None:
+    """One user's open loop on this process's clock (perf_counter seconds): intended
+    starts from a random phase after `start`, at `rate_per_user` (Poisson or uniform),
+    until `end`; each op is sent when it is due, by a precise sleep (timers.py)."""
+    gaps = arrival_gaps(rate_per_user, arrival, rng)
+    first = start + rng.uniform(0, 1.0 / rate_per_user)
+    sleep = precise_sleep()
+    try:
+        run_open_loop(ops, executor, recorder, gaps, first, end, clock=time.perf_counter,
+                      sleep=sleep)
+    finally:
+        sleep.close()
+
+
 class CacheUser(User):
     """One Locust user = one cache client with its own deterministic op stream."""
 
@@ -242,13 +259,10 @@ class CacheUser(User):
         """Run this user's share of the load until the measured window ends."""
         load, cfg = self.load, self.load.cfg
         if cfg.load.mode == "open":
-            rate_per_user = float(cfg.load.rate) / load.total_users
-            rng = np.random.default_rng([cfg.load.seed, 7919, self.index])
-            gaps = arrival_gaps(rate_per_user, cfg.load.arrival, rng)
-            # + TIMER_SLACK_S: an op may start that much early, never before the load does
-            first = load.load_start + TIMER_SLACK_S + rng.uniform(0, 1.0 / rate_per_user)
-            run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end,
-                          clock=time.perf_counter, sleep=gevent.sleep)
+            run_paced(self.ops, self.executor, load.recorder,
+                      float(cfg.load.rate) / load.total_users, cfg.load.arrival,
+                      np.random.default_rng([cfg.load.seed, 7919, self.index]),
+                      load.load_start, load.end)
         else:
             gevent.sleep(max(0.0, load.load_start - time.perf_counter()))
             run_closed_loop(self.ops, self.executor, load.recorder, cfg.load.think_s, load.end,

@@ -1,0 +1,141 @@
+"""Plain gevent client loops, no harness: the references `bench selftest` measures against.
+
+What a hand-written load script would do on one Locust-like process: one greenlet per
+connection, each with its own plain client (pymemcache `Client(no_delay=True)`, or
+`redis.Redis`, which parses with hiredis when it is installed), reading the keys of
+scenario `peak-get` (written here first). Two shapes:
+
+- closed loop (no `--rate`): every greenlet sends the next get as soon as the last one
+  answered; the result is gets/s, the ceiling to hold cachebench's closed loop against;
+- paced (`--rate R`): each greenlet sends on a Poisson schedule of R/connections gets/s,
+  waiting with `gevent.sleep` until each send is due, and times every get around the
+  call (send to reply). That time is the noise floor: what a plain client measures on
+  this machine at this load, the figure cachebench's latency and service time should
+  come close to.
+
+Run as a module, in a process of its own (gevent monkey-patches the standard library,
+which `bench selftest` does not want): `python -m bench.loadgen.plain memcached
+127.0.0.1:11211 --connections 8 --seconds 5 [--rate 1000]`. It prints one JSON object:
+gets, seconds, throughput, and (paced) `service_us` percentiles computed with the same
+histogram maths as summary.json, with the histogram itself (`service_histogram`, encoded
+as in latency.hlog) so that several runs can be pooled.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402  (after monkey-patching, like every gevent program)
+import json  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import gevent  # noqa: E402
+import redis  # noqa: E402
+from pymemcache.client.base import Client  # noqa: E402
+
+from bench.results.histograms import (counts_array, default_layout,  # noqa: E402
+                                      encode_histogram, histogram_from_values, latency_stats,
+                                      to_microseconds)
+from bench.scenario.model import load_scenario  # noqa: E402
+from bench.targets.base import split_node  # noqa: E402
+from bench.workload.ops import Workload  # noqa: E402
+
+Get = Callable[[str], object]
+#: The scenario whose keys the loops read (its prefill writes them, all hits).
+SCENARIO = "peak-get"
+
+
+def connect(kind: str, node: str) -> tuple[Get, Callable[[dict[str, bytes]], None]]:
+    """(get, set_many) of a new plain client on one connection."""
+    host, port = split_node(node)
+    if kind == "memcached":
+        client = Client((host, port), no_delay=True, default_noreply=False)
+        return client.get, client.set_many
+    single = redis.Redis(host, port, single_connection_client=True)
+    return single.get, single.mset
+
+
+def prefill(kind: str, node: str) -> list[str]:
+    """Write the scenario's keys (without TTL, like its prefill) and return them."""
+    _, set_many = connect(kind, node)
+    keys: list[str] = []
+    for items, _ttl in Workload(load_scenario(SCENARIO), 1).prefill_batches():
+        set_many(items)
+        keys.extend(items)
+    return keys
+
+
+def closed_loop(get: Get, keys: list[str], offset: int, end: float) -> int:
+    """Gets back to back until `end`; returns how many were answered."""
+    done, n = 0, len(keys)
+    while time.perf_counter() < end:
+        get(keys[(offset + done) % n])
+        done += 1
+    return done
+
+
+def paced_loop(get: Get, keys: list[str], offset: int, rate: float, end: float,
+               seed: int) -> list[float]:
+    """Poisson-paced gets until `end`; returns each get's seconds from send to reply."""
+    rng = random.Random(seed)
+    times: list[float] = []
+    due = time.perf_counter() + rng.expovariate(rate)
+    i = offset
+    while due < end:
+        wait = due - time.perf_counter()
+        if wait > 0:
+            gevent.sleep(wait)
+        start = time.perf_counter()
+        get(keys[i % len(keys)])
+        times.append(time.perf_counter() - start)
+        i += 1
+        due += rng.expovariate(rate)
+    return times
+
+
+def run(kind: str, node: str, connections: int, seconds: float,
+        rate: float | None) -> dict[str, object]:
+    """Both shapes of the module docstring; the result as printed."""
+    keys = prefill(kind, node)
+    gets = [connect(kind, node)[0] for _ in range(connections)]
+    for get in gets:  # connect before the clock starts
+        get(keys[0])
+    began = time.perf_counter()
+    end = began + seconds
+    step = len(keys) // connections
+    if rate is None:
+        jobs = [gevent.spawn(closed_loop, get, keys, i * step, end) for i, get in enumerate(gets)]
+    else:
+        jobs = [gevent.spawn(paced_loop, get, keys, i * step, rate / connections, end, i)
+                for i, get in enumerate(gets)]
+    gevent.joinall(jobs, raise_error=True)
+    elapsed = time.perf_counter() - began
+    result: dict[str, object] = {"kind": kind, "connections": connections, "seconds": elapsed}
+    if rate is None:
+        result["gets"] = sum(job.value for job in jobs)
+    else:
+        times = [t for job in jobs for t in job.value]
+        histogram = histogram_from_values(to_microseconds(times)[0])
+        result["gets"] = len(times)
+        result["service_us"] = latency_stats(counts_array(histogram), default_layout())
+        result["service_histogram"] = encode_histogram(histogram)
+    result["throughput"] = result["gets"] / elapsed
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen.plain",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=("memcached", "redis"))
+    parser.add_argument("node", help="host:port")
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, help="gets/s in all (paced); default: closed loop")
+    args = parser.parse_args()
+    print(json.dumps(run(args.kind, args.node, args.connections, args.seconds, args.rate)))
+
+
+if __name__ == "__main__":
+    main()
