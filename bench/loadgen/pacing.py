@@ -95,14 +95,15 @@ def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], tick
 
 def run_closed_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
                     think_s: float, end: float, *, clock: Clock, sleep: Sleep) -> None:
-    """Send the next op as soon as the previous one finished (plus think time)."""
+    """Send the next op as soon as the previous one finished (plus think time); every
+    call counts from its own send (there is no schedule to be late for)."""
     record, execute = recorder.record_sample, executor.execute
     for op in ops:
         if clock() >= end:
             return
         samples = execute(op)
-        if samples:
-            _record_samples(record, samples, samples[0].start)
+        for sample in samples:
+            record(sample, sample.start)
         if think_s > 0:
             sleep(think_s)
         elif not samples:

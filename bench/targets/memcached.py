@@ -23,6 +23,7 @@ from pymemcache.exceptions import (MemcacheClientError, MemcacheError,
                                    MemcacheUnexpectedCloseError)
 
 from bench.targets.base import Target, split_node
+from bench.targets.sockets import one_send
 
 HASH_STOP = "|#|"            # mcrouter/MediaWiki: only the key before it picks the node
 POINTS_PER_NODE = 160        # ketama points per node, as libmemcached and twemproxy use
@@ -145,10 +146,18 @@ class MemcachedTarget(Target):
             client.close()
 
 
+class _OneSendClient(Client):
+    """pymemcache's client on a socket that sends each request with one syscall (sockets.py)."""
+
+    def _connect(self) -> None:
+        super()._connect()
+        one_send(self.sock)
+
+
 def _client(node: str, timeout: float) -> Client:
     """A lazily connecting client for one node: TCP_NODELAY, replies awaited, bytes values."""
-    return Client(split_node(node), connect_timeout=timeout, timeout=timeout, no_delay=True,
-                  default_noreply=False)
+    return _OneSendClient(split_node(node), connect_timeout=timeout, timeout=timeout,
+                          no_delay=True, default_noreply=False)
 
 
 def node_stats(node: str, timeout: float) -> dict[str, int | float]:

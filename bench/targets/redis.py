@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from bench.targets.base import Target, TargetInfo, split_node
+from bench.targets.sockets import one_send
 
 CLIENT_NAME = "cachebench"   # visible in CLIENT LIST, so operators can tell who is loading
 ERRORS = (RedisError, RedisClusterException)   # what a node can raise besides OSError
@@ -59,10 +60,17 @@ def _client_options(info: TargetInfo, timeout: float) -> dict[str, Any]:
 _IS_PROXY: dict[str, bool] = {}
 
 
+def _handshake(connection: redis.Connection) -> None:
+    """redis-py's own handshake, on a socket that sends each command with one syscall
+    (sockets.py)."""
+    one_send(connection._sock)
+    connection.on_connect()
+
+
 def _node_client(info: TargetInfo, node: str, timeout: float, **extra: Any) -> redis.Redis:
     """A plain client for one "host:port" (hiredis parses replies when installed)."""
     host, port = split_node(node)
-    options = {**_client_options(info, timeout), **extra}
+    options = {**_client_options(info, timeout), "redis_connect_func": _handshake, **extra}
     if node not in _IS_PROXY:
         found = _is_proxy(host, port, options)
         if found is not None:
