@@ -181,14 +181,16 @@ def ceiling(kind: str, url: str, seconds: float, rounds: int,
              f"{_spread(ratios)} of plain (target >= {CEILING_TARGET:g})")], plain
 
 
-def memcslap_gets_per_s(node: str, count: int = 50_000) -> float | None:
-    """libmemcached's memcslap, single thread: a C reference (None when not installed)."""
+def memcslap_gets_per_s(node: str, count: int = 20_000) -> float | None:
+    """libmemcached's memcslap, USERS threads of one connection each: a C reference
+    (None when it is not installed). It loads its own keys first, then gets them."""
     binary = shutil.which("memcslap")
     if binary is None:
         return None
-    result = subprocess.run([binary, f"--servers={node}", "--test=get", "--concurrency=1",
-                             f"--execute-number={count}"], capture_output=True, text=True)
-    match = re.search(r"Time to get\s+(\d+) keys by\s+1 threads:\s+([\d.]+) seconds",
+    result = subprocess.run([binary, f"--servers={node}", "--test=get", "--tcp-nodelay",
+                             f"--concurrency={USERS}", f"--execute-number={count}"],
+                            capture_output=True, text=True)
+    match = re.search(r"Time to get\s+(\d+) keys by\s+\d+ threads:\s+([\d.]+) seconds",
                       result.stdout + result.stderr)
     if not match or float(match.group(2)) <= 0:
         return None
@@ -324,7 +326,7 @@ def measure(memcached_url: str, redis_url: str | None, seconds: float, rounds: i
         rows += ceiling_rows
         memcslap = memcslap_gets_per_s(node)
         if memcslap:
-            rows.append(("  memcslap (C), 1 connection", f"{memcslap:,.0f} gets/s",
+            rows.append((f"  memcslap (C), {USERS} connections", f"{memcslap:,.0f} gets/s",
                          f"{memcslap / plain:.2f} of plain"))
         if redis_url:
             say.print(f"closed-loop ceiling on Redis ({redis_url}) ...")
