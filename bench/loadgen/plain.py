@@ -11,14 +11,17 @@ scenario `peak-get` (written here first). Two shapes:
   waiting with `gevent.sleep` until each send is due, and times every get around the
   call (send to reply). That time is the noise floor: what a plain client measures on
   this machine at this load, the figure cachebench's latency and service time should
-  come close to.
+  come close to. It also reports each get's latency from its intended start, as
+  cachebench measures it: that one carries gevent's timer lateness (about 1 ms), and
+  how a busy machine delays sends.
 
 Run as a module, in a process of its own (gevent monkey-patches the standard library,
 which `bench selftest` does not want): `python -m bench.loadgen.plain memcached
 127.0.0.1:11211 --connections 8 --seconds 5 [--rate 1000]`. It prints one JSON object:
-gets, seconds, throughput, and (paced) `service_us` percentiles computed with the same
-histogram maths as summary.json, with the histogram itself (`service_histogram`, encoded
-as in latency.hlog) so that several runs can be pooled.
+gets, seconds, throughput, and (paced) `service_us` and `latency_us` percentiles computed
+with the same histogram maths as summary.json, with the histograms themselves
+(`service_histogram`, `latency_histogram`, encoded as in latency.hlog) so that several
+runs can be pooled.
 """
 
 from gevent import monkey
@@ -77,10 +80,11 @@ def closed_loop(get: Get, keys: list[str], offset: int, end: float) -> int:
 
 
 def paced_loop(get: Get, keys: list[str], offset: int, rate: float, end: float,
-               seed: int) -> list[float]:
-    """Poisson-paced gets until `end`; returns each get's seconds from send to reply."""
+               seed: int) -> list[tuple[float, float]]:
+    """Poisson-paced gets until `end`; returns each get's (seconds from send to reply,
+    seconds from its intended start to reply)."""
     rng = random.Random(seed)
-    times: list[float] = []
+    times: list[tuple[float, float]] = []
     due = time.perf_counter() + rng.expovariate(rate)
     i = offset
     while due < end:
@@ -89,7 +93,8 @@ def paced_loop(get: Get, keys: list[str], offset: int, rate: float, end: float,
             gevent.sleep(wait)
         start = time.perf_counter()
         get(keys[i % len(keys)])
-        times.append(time.perf_counter() - start)
+        done = time.perf_counter()
+        times.append((done - start, done - due))
         i += 1
         due += rng.expovariate(rate)
     return times
@@ -117,10 +122,11 @@ def run(kind: str, node: str, connections: int, seconds: float,
         result["gets"] = sum(job.value for job in jobs)
     else:
         times = [t for job in jobs for t in job.value]
-        histogram = histogram_from_values(to_microseconds(times)[0])
         result["gets"] = len(times)
-        result["service_us"] = latency_stats(counts_array(histogram), default_layout())
-        result["service_histogram"] = encode_histogram(histogram)
+        for index, name in enumerate(("service", "latency")):
+            histogram = histogram_from_values(to_microseconds([t[index] for t in times])[0])
+            result[f"{name}_us"] = latency_stats(counts_array(histogram), default_layout())
+            result[f"{name}_histogram"] = encode_histogram(histogram)
     result["throughput"] = result["gets"] / elapsed
     return result
 

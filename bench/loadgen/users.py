@@ -43,7 +43,7 @@ from bench.loadgen.pacing import arrival_gaps, run_closed_loop, run_open_loop
 from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
 from bench.loadgen.sink import LOCAL_SOURCE, MSG_DONE, MSG_INTERVAL, RunSink, measure_start
 from bench.loadgen.timers import precise_sleep
-from bench.results.histograms import recorded_values
+from bench.results.histograms import default_layout, recorded_values
 from bench.results.recorder import Interval, Recorder
 from bench.scenario.model import Scenario
 from bench.targets import open_target, parse_target
@@ -117,6 +117,7 @@ class ProcessLoad:
         # nothing to wait for: it still has to tell the sink it is done.
         gevent.spawn_later(max(0.0, self.end - time.perf_counter()) + IDLE_GRACE_S,
                            self._finish_if_idle)
+        default_layout()  # built now, not in the first measured interval's stats
         _quiet_garbage_collector()
 
     def claim_user_index(self) -> int:
