@@ -3,7 +3,8 @@
 What a hand-written load script would do on one Locust-like process: one greenlet per
 connection, each with its own plain client (pymemcache `Client(no_delay=True)`, or
 `redis.Redis`, which parses with hiredis when it is installed), reading the keys of
-scenario `peak-get` (written here first). Two shapes:
+scenario `peak-get` (written here first) in a uniformly random order, as peak-get reads
+them (a drawn-in-advance sequence: the loop costs one list index per get). Two shapes:
 
 - closed loop (no `--rate`): every greenlet sends the next get as soon as the last one
   answered; the result is gets/s, the ceiling to hold cachebench's closed loop against;
@@ -48,6 +49,7 @@ from bench.workload.ops import Workload  # noqa: E402
 Get = Callable[[str], object]
 #: The scenario whose keys the loops read (its prefill writes them, all hits).
 SCENARIO = "peak-get"
+KEY_SEQUENCE = 1 << 16
 
 
 def connect(kind: str, node: str) -> tuple[Get, Callable[[dict[str, bytes]], None]]:
@@ -70,23 +72,28 @@ def prefill(kind: str, node: str) -> list[str]:
     return keys
 
 
-def closed_loop(get: Get, keys: list[str], offset: int, end: float) -> int:
-    """Gets back to back until `end`; returns how many were answered."""
+def key_sequence(keys: list[str], seed: int) -> list[str]:
+    """KEY_SEQUENCE keys drawn uniformly (with replacement), read cyclically by a loop."""
+    return random.Random(seed).choices(keys, k=KEY_SEQUENCE)
+
+
+def closed_loop(get: Get, keys: list[str], end: float) -> int:
+    """Gets of `keys` (cyclically) back to back until `end`; returns how many were answered."""
     done, n = 0, len(keys)
     while time.perf_counter() < end:
-        get(keys[(offset + done) % n])
+        get(keys[done % n])
         done += 1
     return done
 
 
-def paced_loop(get: Get, keys: list[str], offset: int, rate: float, end: float,
+def paced_loop(get: Get, keys: list[str], rate: float, end: float,
                seed: int) -> list[tuple[float, float]]:
     """Poisson-paced gets until `end`; returns each get's (seconds from send to reply,
     seconds from its intended start to reply)."""
     rng = random.Random(seed)
     times: list[tuple[float, float]] = []
     due = time.perf_counter() + rng.expovariate(rate)
-    i = offset
+    i = 0
     while due < end:
         wait = due - time.perf_counter()
         if wait > 0:
@@ -107,14 +114,14 @@ def run(kind: str, node: str, connections: int, seconds: float,
     gets = [connect(kind, node)[0] for _ in range(connections)]
     for get in gets:  # connect before the clock starts
         get(keys[0])
+    orders = [key_sequence(keys, KEY_SEQUENCE + i) for i in range(connections)]
     began = time.perf_counter()
     end = began + seconds
-    step = len(keys) // connections
     if rate is None:
-        jobs = [gevent.spawn(closed_loop, get, keys, i * step, end) for i, get in enumerate(gets)]
+        jobs = [gevent.spawn(closed_loop, get, order, end) for get, order in zip(gets, orders)]
     else:
-        jobs = [gevent.spawn(paced_loop, get, keys, i * step, rate / connections, end, i)
-                for i, get in enumerate(gets)]
+        jobs = [gevent.spawn(paced_loop, get, order, rate / connections, end, i)
+                for i, (get, order) in enumerate(zip(gets, orders))]
     gevent.joinall(jobs, raise_error=True)
     elapsed = time.perf_counter() - began
     result: dict[str, object] = {"kind": kind, "connections": connections, "seconds": elapsed}

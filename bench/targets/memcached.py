@@ -146,18 +146,24 @@ class MemcachedTarget(Target):
             client.close()
 
 
-class _OneSendClient(Client):
-    """pymemcache's client on a socket that sends each request with one syscall (sockets.py)."""
+class _LeanClient(Client):
+    """pymemcache's client without two costs of its hot path that the target covers:
+    gevent's sendall (a socket that sends each request with one syscall, sockets.py) and
+    a second check of every key (MemcachedTarget._route refuses, more strictly, every key
+    pymemcache's check would). Measured at a worker's ceiling: 8% and 2% of its samples."""
 
     def _connect(self) -> None:
         super()._connect()
         one_send(self.sock)
 
+    def check_key(self, key: str | bytes, key_prefix: bytes = b"") -> bytes:
+        return key_prefix + (key.encode("ascii") if isinstance(key, str) else key)
+
 
 def _client(node: str, timeout: float) -> Client:
     """A lazily connecting client for one node: TCP_NODELAY, replies awaited, bytes values."""
-    return _OneSendClient(split_node(node), connect_timeout=timeout, timeout=timeout,
-                          no_delay=True, default_noreply=False)
+    return _LeanClient(split_node(node), connect_timeout=timeout, timeout=timeout,
+                       no_delay=True, default_noreply=False)
 
 
 def node_stats(node: str, timeout: float) -> dict[str, int | float]:
