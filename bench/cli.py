@@ -232,12 +232,18 @@ def _add_regress(sub: argparse._SubParsersAction) -> None:
 
 def _add_selftest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("selftest", help="measure the harness itself and print ratios",
-                       description="Benchmarks of the harness against plain loops in the same "
-                                   "run (ratios, not absolute times): worker throughput vs a "
-                                   "plain pymemcache loop, op generation cost, analysis speed.")
+                       description="Benchmarks of the harness against plain gevent client "
+                                   "loops, alternated in the same run (ratios, not absolute "
+                                   "times): the noise floor at 1,000 gets/s, the closed-loop "
+                                   "ceiling of one process on memcached and Redis, op "
+                                   "generation cost, analysis speed.")
     p.add_argument("--target", metavar="URL", help="memcached URL (default: start one)")
+    p.add_argument("--redis-target", metavar="URL",
+                   help="Redis URL (default: start one when redis-server is installed)")
     p.add_argument("--seconds", type=float, default=5.0,
                    help="length of each timed run (default 5)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternated rounds of each comparison (default 3)")
     p.set_defaults(handler=commands.selftest)
 
 

@@ -566,12 +566,16 @@ def capacity_benchmark(args: Namespace) -> int:
 
 
 def selftest(args: Namespace) -> int:
-    """`bench selftest`: the harness against plain loops, as ratios."""
+    """`bench selftest`: the harness against plain loops, alternated, as ratios."""
     from bench.output import console
-    from bench.selftest import measure, memcached_node
+    from bench.selftest import measure, servers
 
-    with memcached_node(args.target) as url:
-        rows = measure(url, args.seconds)
-    console.print_rows("cachebench selftest (ratios measured in the same run)",
+    if args.rounds < 1:
+        raise InputError(f"expected at least 1 round, got {args.rounds}", field="--rounds")
+    if not args.seconds > 0:
+        raise InputError(f"expected seconds > 0, got {args.seconds:g}", field="--seconds")
+    with servers(args.target, args.redis_target) as (memcached_url, redis_url):
+        rows = measure(memcached_url, redis_url, args.seconds, args.rounds)
+    console.print_rows("cachebench selftest (ratios measured in the same run, alternated)",
                        ("measurement", "value", "ratio / share"), rows)
     return EXIT_OK

@@ -1,38 +1,54 @@
 """`bench selftest` (`make perf`): the harness measured against plain loops, as ratios.
 
-Machines here are shared and noisy, so nothing is judged by absolute time: each number
-is set beside a reference measured in the same run (A/B/A order, the reference
-averaged), and the table prints the ratio. What it measures:
+Machines here are shared and noisy, so nothing is judged by absolute time: each figure is
+set beside a reference measured in the same run, alternated with it over `--rounds`
+rounds, and the table prints the ratio and how much it moved from round to round. The
+references are plain gevent client loops without the harness (bench/loadgen/plain.py),
+run in processes of their own like the harness's Locust process. What it measures:
 
-- gets/s of one Locust worker process (closed loop, scenario `peak-get`) against a
-  plain single-connection pymemcache loop, and against memcslap (libmemcached, C) when
-  it is installed;
+- the noise floor: at 1,000 gets/s on one memcached node, cachebench's latency (from the
+  intended start) and service time p50/p99/p99.9 (scenario peak-get, open loop, 8 users)
+  beside the time a plain paced loop (8 connections, the same Poisson rate) measures
+  around each get; the rounds are pooled. Targets: service p99 at most 1.25x the plain
+  loop's, latency p99 at most 1.5x, p99.9 at most 2x;
+- the closed-loop ceiling: gets/s of one Locust process (peak-get, closed loop, 8 users)
+  against a plain closed loop with 8 connections, on memcached (pymemcache) and on Redis
+  (redis-py, hiredis); target at least 0.9x;
+- memcslap (libmemcached, C) and redis-benchmark (C) beside the plain loops, where
+  installed;
 - the CPU cost of generating an op (scenarios `peak-get`, `mediawiki`, `fb-etc`) as a
   share of the CPU one op costs a worker (generate + execute; budget: at most 5%);
 - the recorder's hot path against a bare `list.append`;
 - analyzing one hour of intervals (3600 x 8 ops) as a share of that hour (budget: 1%).
+
+A Redis server is started when `redis-server` is installed and no `--redis-target` is
+given; without either, the Redis rows are left out.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymemcache.client.base import Client
 
 from bench import cluster
 from bench.analysis.runs import load_runs, read_summary, summarize
-from bench.errors import EXIT_INVALID, EXIT_OK
-from bench.results.histograms import PERCENTILES, histogram_from_values
+from bench.analysis.summary import OpSummary
+from bench.errors import EXIT_INVALID, EXIT_OK, TargetError
+from bench.results.histograms import (PERCENTILES, add_histogram, counts_array,
+                                      decode_histogram, default_layout, histogram_from_values,
+                                      latency_stats, new_histogram)
 from bench.results.recorder import INTERVAL_S, Interval, OpInterval, Recorder
 from bench.results.rundir import RunInfo, RunScenario, RunWriter
 from bench.scenario.model import load_scenario
@@ -43,68 +59,165 @@ from bench.workload.ops import Workload
 
 GENERATED_OPS = 200_000
 EXECUTED_OPS = 20_000
+#: Users of `peak-get`; every plain loop gets as many connections.
+USERS = 8
+NOISE_RATE = 1000
+NOISE_KEYS = ("p50", "p99", "p99.9")
+#: Issue 8's targets for the noise floor: (latency, service) over the plain loop, per key.
+NOISE_TARGETS = {"p99": (1.5, 1.25), "p99.9": (2.0, 2.0)}
+CEILING_TARGET = 0.9
+
+Row = tuple[str, str, str]
 
 
 @contextmanager
-def memcached_node(url: str | None) -> Iterator[str]:
-    """The given memcached URL, or a node started for the measurement and stopped after."""
-    if url:
-        yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="cachebench-selftest-") as workdir:
-        server = cluster.start_memcached(0, Path(workdir), memory_mb=64)
-        try:
-            yield f"memcached://{server.address}"
-        finally:
-            server.stop()
+def servers(memcached_url: str | None, redis_url: str | None) -> Iterator[tuple[str, str | None]]:
+    """(memcached URL, Redis URL or None): the given ones, or nodes started for the
+    measurement and stopped after (Redis only when redis-server is installed)."""
+    with tempfile.TemporaryDirectory(prefix="cachebench-selftest-") as workdir, \
+            ExitStack() as stack:
+        if not memcached_url:
+            memcached = cluster.start_memcached(0, Path(workdir), memory_mb=64)
+            stack.callback(memcached.stop)
+            memcached_url = memcached.url
+        if not redis_url and shutil.which("redis-server"):
+            redis = cluster.start_redis(0, Path(workdir))
+            stack.callback(redis.stop)
+            redis_url = redis.url
+        yield memcached_url, redis_url
 
 
-def plain_gets_per_s(node: str, seconds: float) -> float:
-    """A bare pymemcache loop of single-key gets: the ceiling of Python on one connection.
-    It reads the same keys and values as `peak-get` (its prefill)."""
-    host, port = node.rsplit(":", 1)
-    client = Client((host, int(port)), default_noreply=False)
-    keys: list[str] = []
-    for items, ttl in Workload(load_scenario("peak-get"), 1).prefill_batches():
-        client.set_many(items, expire=int(ttl))
-        keys.extend(items)
-    done, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for key in keys:
-            client.get(key)
-        done += len(keys)
-    client.close()
-    return done / seconds
+def _run(argv: list[str], ok: tuple[int, ...] = (EXIT_OK,)) -> str:
+    """Run a measuring subprocess; an exit code outside `ok` is a TargetError with the end
+    of its output."""
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode not in ok:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+        raise TargetError(f"selftest: {' '.join(argv[1:4])} ... failed (exit {done.returncode})"
+                          f"\n{tail}")
+    return done.stdout
 
 
-def harness_gets_per_s(url: str, seconds: float, users: int) -> float:
-    """Throughput of `bench run peak-get` with one Locust process (closed loop).
-
-    At its ceiling the process is CPU-bound, so the run is INVALID (exit 4) as a
-    measurement of the cache: as a measurement of the harness it is what is wanted."""
-    with tempfile.TemporaryDirectory(prefix="cachebench-selftest-run-") as tmp:
-        out = Path(tmp) / "run"
-        argv = [sys.executable, "-m", "bench", "run", "peak-get", "--target", url,
-                "--duration", f"{seconds}s", "--warmup", "1s", "--out", str(out),
-                "--users", str(users), "--quiet"]
-        done = subprocess.run(argv, capture_output=True)
-        if done.returncode not in (EXIT_OK, EXIT_INVALID):
-            raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
-        return float(read_summary(out).total.throughput or 0.0)
+def plain_loop(kind: str, node: str, seconds: float, rate: float | None = None) -> dict[str, Any]:
+    """One run of the plain gevent loop (bench/loadgen/plain.py): closed, or paced at `rate`."""
+    argv = [sys.executable, "-m", "bench.loadgen.plain", kind, node,
+            "--connections", str(USERS), "--seconds", f"{seconds:g}"]
+    return json.loads(_run(argv + (["--rate", f"{rate:g}"] if rate else [])))
 
 
-def memcslap_gets_per_s(node: str, count: int = 50_000) -> float | None:
-    """libmemcached's memcslap, single thread: a C reference (None when not installed)."""
+def harness_run(url: str, out: Path, seconds: float, rate: float | None = None) -> OpSummary:
+    """`bench run peak-get` with one Locust process (closed loop, or open at `rate`) into
+    `out`; returns the summary's total.
+
+    At its closed-loop ceiling the process is CPU-bound, so the run is INVALID (exit 4) as
+    a measurement of the cache: as a measurement of the harness it is what is wanted."""
+    argv = [sys.executable, "-m", "bench", "run", "peak-get", "--target", url,
+            "--duration", f"{seconds:g}s", "--warmup", "1s", "--users", str(USERS),
+            "--out", str(out), "--quiet", "--no-report"]
+    _run(argv + (["--rate", f"{rate:g}"] if rate else []), ok=(EXIT_OK, EXIT_INVALID))
+    return read_summary(out).total
+
+
+def alternated(reference: Callable[[], float], measured: Callable[[], float],
+               rounds: int) -> tuple[float, list[float], float]:
+    """Reference, measured, reference, ... reference: (mean of the references, each
+    measured value over the mean of the two references around it, mean measured)."""
+    references, ratios, values = [reference()], [], []
+    for _ in range(rounds):
+        values.append(measured())
+        references.append(reference())
+        ratios.append(values[-1] / statistics.fmean(references[-2:]))
+    return statistics.fmean(references), ratios, statistics.fmean(values)
+
+
+def _spread(ratios: list[float]) -> str:
+    """The median ratio and its range over the rounds, as the table prints them."""
+    if len(ratios) == 1:
+        return f"{ratios[0]:.2f}"
+    return f"{statistics.median(ratios):.2f} (rounds {min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def noise_floor(url: str, seconds: float, rounds: int, workdir: Path) -> list[Row]:
+    """cachebench's latency and service percentiles at NOISE_RATE beside the plain paced
+    loop's per-get time, alternated, the rounds pooled; per-round p99 ratios for spread.
+    The plain loop's own latency from its intended start is shown for comparison."""
+    node = parse_target(url).nodes[0]
+    pooled = {"service": new_histogram(), "latency": new_histogram()}
+    run_dirs, p99_ratios = [], []
+    for index in range(rounds):
+        plain = plain_loop("memcached", node, seconds, NOISE_RATE)
+        for name, histogram in pooled.items():
+            add_histogram(histogram, decode_histogram(plain[f"{name}_histogram"]))
+        run_dirs.append(workdir / f"noise-{index}")
+        total = harness_run(url, run_dirs[-1], seconds, NOISE_RATE)
+        p99_ratios.append(total.latency_us["p99"] / plain["service_us"]["p99"])
+    plain_us = {name: latency_stats(counts_array(histogram), default_layout())
+                for name, histogram in pooled.items()}
+    harness = summarize(load_runs(run_dirs), None).total
+    rows = [(f"noise floor at {format_whole(NOISE_RATE)} gets/s: plain paced loop, time per get",
+             _percentiles(plain_us["service"]), "1.00 (reference)")]
+    for what, key, index in (("latency (from intended start)", "latency_us", 0),
+                             ("service time", "service_us", 1)):
+        ratios = {k: getattr(harness, key)[k] / plain_us["service"][k] for k in NOISE_KEYS}
+        targets = ", ".join(f"{k} <= {NOISE_TARGETS[k][index]:g}x" for k in NOISE_TARGETS)
+        rows.append((f"  cachebench {what}", _percentiles(getattr(harness, key)),
+                     " / ".join(f"{ratios[k]:.2f}" for k in NOISE_KEYS)
+                     + f" x plain (targets {targets})"))
+    rows.append(("  latency p99 over plain p99, per round", "", _spread(p99_ratios)))
+    rows.append(("  plain loop's own latency from intended start (gevent.sleep)",
+                 _percentiles(plain_us["latency"]), "for comparison"))
+    return rows
+
+
+def _percentiles(stats: dict[str, Any]) -> str:
+    return "p50/p99/p99.9 " + "/".join(format_whole(stats[k]) for k in NOISE_KEYS) + " us"
+
+
+def ceiling(kind: str, url: str, seconds: float, rounds: int,
+            workdir: Path) -> tuple[list[Row], float]:
+    """Closed-loop gets/s of one Locust process against the plain closed loop, alternated;
+    the rows and the plain loop's mean gets/s."""
+    node = parse_target(url).nodes[0]
+    runs = iter(range(rounds))
+    plain, ratios, harness = alternated(
+        lambda: plain_loop(kind, node, seconds)["throughput"],
+        lambda: harness_run(url, workdir / f"{kind}-ceiling-{next(runs)}",
+                            seconds).throughput or 0.0,
+        rounds)
+    client = {"memcached": "pymemcache", "redis": "redis-py"}[kind]
+    return [(f"plain gevent {client} loop, {USERS} connections", f"{format_whole(plain)} gets/s",
+             "1.00 (reference)"),
+            (f"  cachebench closed loop, 1 process, {USERS} users", f"{format_whole(harness)} gets/s",
+             f"{_spread(ratios)} of plain (target >= {CEILING_TARGET:g})")], plain
+
+
+def memcslap_gets_per_s(node: str, count: int = 20_000) -> float | None:
+    """libmemcached's memcslap, USERS threads of one connection each: a C reference
+    (None when it is not installed). It loads its own keys first, then gets them."""
     binary = shutil.which("memcslap")
     if binary is None:
         return None
-    result = subprocess.run([binary, f"--servers={node}", "--test=get", "--concurrency=1",
-                             f"--execute-number={count}"], capture_output=True, text=True)
-    match = re.search(r"Time to get\s+(\d+) keys by\s+1 threads:\s+([\d.]+) seconds",
+    result = subprocess.run([binary, f"--servers={node}", "--test=get", "--tcp-nodelay",
+                             f"--concurrency={USERS}", f"--execute-number={count}"],
+                            capture_output=True, text=True)
+    match = re.search(r"Time to get\s+(\d+) keys by\s+\d+ threads:\s+([\d.]+) seconds",
                       result.stdout + result.stderr)
     if not match or float(match.group(2)) <= 0:
         return None
     return int(match.group(1)) / float(match.group(2))
+
+
+def redis_benchmark_gets_per_s(node: str, count: int = 200_000) -> float | None:
+    """redis-benchmark GETs on USERS connections, no pipelining (None when not installed)."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return None
+    host, port = node.rsplit(":", 1)
+    result = subprocess.run([binary, "-h", host, "-p", port, "-t", "get", "-c", str(USERS),
+                             "-n", str(count), "-d", "100", "-r", "1000", "-q", "--csv"],
+                            capture_output=True, text=True)
+    match = re.search(r'^"GET","([\d.]+)"', result.stdout, re.MULTILINE)
+    return float(match.group(1)) if match else None
 
 
 def generation_share(scenario_name: str, url: str, ops: int = GENERATED_OPS) -> tuple[float, float]:
@@ -208,29 +321,36 @@ def bench_analyze_speed(n_intervals: int = 3600, n_ops: int = 8) -> dict[str, fl
             "count": summary.total.count}
 
 
-def measure(url: str, seconds: float,
-            say: Callable[[str], None] = print) -> list[tuple[str, str, str]]:
+def measure(memcached_url: str, redis_url: str | None, seconds: float, rounds: int,
+            say: Callable[[str], None] = print) -> list[Row]:
     """Every measurement, as (what, value, ratio or share) rows; `say` is told what is
-    measured before the minute or so it takes."""
-    node = parse_target(url).nodes[0]
-    say(f"measuring against {url} ({seconds:g} s per run) ...")
-    plain_a = plain_gets_per_s(node, seconds)
-    one_user = harness_gets_per_s(url, seconds, users=1)
-    harness = harness_gets_per_s(url, seconds, users=8)
-    plain_b = plain_gets_per_s(node, seconds)
-    plain = (plain_a + plain_b) / 2
-    rows = [("plain pymemcache loop, 1 connection", f"{format_whole(plain)} gets/s",
-             "1.00 (reference)"),
-            ("cachebench, 1 Locust process, 1 user", f"{format_whole(one_user)} gets/s",
-             f"{one_user / plain:.2f} of plain"),
-            ("cachebench, 1 Locust process, 8 users", f"{format_whole(harness)} gets/s",
-             f"{harness / plain:.2f} of plain")]
-    memcslap = memcslap_gets_per_s(node)
-    if memcslap:
-        rows.append(("memcslap (C), 1 thread", f"{format_whole(memcslap)} gets/s",
-                     f"{memcslap / plain:.2f} of plain"))
+    measured before each of the minutes it takes."""
+    node = parse_target(memcached_url).nodes[0]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="cachebench-selftest-runs-") as tmp:
+        workdir = Path(tmp)
+        say(f"noise floor at {format_whole(NOISE_RATE)} gets/s on {memcached_url}, {rounds} "
+            f"rounds of {seconds:g} s ...")
+        rows += noise_floor(memcached_url, seconds, rounds, workdir)
+        say("closed-loop ceiling on memcached ...")
+        ceiling_rows, plain = ceiling("memcached", memcached_url, seconds, rounds, workdir)
+        rows += ceiling_rows
+        memcslap = memcslap_gets_per_s(node)
+        if memcslap:
+            rows.append((f"  memcslap (C), {USERS} connections", f"{format_whole(memcslap)} gets/s",
+                         f"{memcslap / plain:.2f} of plain"))
+        if redis_url:
+            say(f"closed-loop ceiling on Redis ({redis_url}) ...")
+            ceiling_rows, plain = ceiling("redis", redis_url, seconds, rounds, workdir)
+            rows += ceiling_rows
+            benchmark = redis_benchmark_gets_per_s(parse_target(redis_url).nodes[0])
+            if benchmark:
+                rows.append((f"  redis-benchmark (C), {USERS} connections",
+                             f"{format_whole(benchmark)} gets/s",
+                             f"{benchmark / plain:.2f} of plain"))
+    say("op generation, recorder, analysis ...")
     for name in ("peak-get", "mediawiki", "fb-etc"):
-        ns, share = generation_share(name, url)
+        ns, share = generation_share(name, memcached_url)
         rows.append((f"op generation, {name}", f"{format_whole(ns)} ns/op",
                      f"{format_percent(share, 1)} of a worker's CPU per op (budget 5%)"))
     rec = bench_record_overhead()

@@ -3,7 +3,7 @@
 No Locust, no gevent, no server: the clock is virtual and only moves when the code under
 test sleeps or a fake call takes its service time, so every send time and latency below
 is exact (up to float rounding) and the tests take no wall-clock time. The fake sleep
-wakes TIMER_SLACK_S late, like gevent's timers, unless a test says otherwise.
+wakes on time, like the timerfd sleep the users pace with, unless a test says otherwise.
 
 The statistical tests of `arrival_gaps` use a fixed seed and reject below ALPHA, as in
 tests/test_distributions.py.
@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.loadgen.pacing import (ARRIVAL_BATCH, TIMER_SLACK_S, arrival_gaps, run_closed_loop,
-                                  run_open_loop)
+from bench.loadgen.pacing import ARRIVAL_BATCH, arrival_gaps, run_closed_loop, run_open_loop
 from bench.results.loadstats import LoadMeter, send_lag
 from bench.results.recorder import INTERVAL_S
 from bench.workload.executor import Sample, Steps
@@ -34,7 +33,7 @@ ALPHA = 1e-3
 class FakeClock:
     """Virtual perf_counter time; `sleep` advances it (plus `late`, a timer's lateness)."""
 
-    def __init__(self, late: float = TIMER_SLACK_S) -> None:
+    def __init__(self, late: float = 0.0) -> None:
         self.now, self.late = 0.0, late
 
     def __call__(self) -> float:
@@ -135,14 +134,14 @@ def test_trace_ops_start_at_their_own_time_after_the_first() -> None:
 
 
 def test_an_op_woken_early_is_measured_from_when_it_started() -> None:
-    """A timer that fires on time wakes the op TIMER_SLACK_S early: its latency then
-    counts from its actual start, never from a time after it started."""
-    clock = FakeClock(late=0.0)
+    """A sleep that returns EARLY wakes the op before its intended start: its latency
+    then counts from its actual start, never from a time after it started."""
+    early = 0.5 * MS
+    clock = FakeClock(late=-early)
     executor = FakeExecutor(clock)
     recorder = open_loop(clock, executor, [10 * MS], end=0.035)
     starts = [start for _, _, start in executor.sent]
-    assert starts == pytest.approx([0.0, 0.01 - TIMER_SLACK_S, 0.02 - TIMER_SLACK_S,
-                                    0.03 - TIMER_SLACK_S])
+    assert starts == pytest.approx([0.0, 0.01 - early, 0.02 - early, 0.03 - early])
     assert [origin for _, origin in recorder.records] == pytest.approx(starts)
 
 
@@ -277,13 +276,13 @@ def metered_open_loop(clock: FakeClock, executor: FakeExecutor, gaps: list[float
 
 
 def test_a_late_timer_is_send_lag() -> None:
-    """Timers that wake 3 ms late (1 ms of it covered by the early-start slack): every op
-    goes out 2 ms after it was due, while its user was free: the harness's lag."""
+    """Timers that wake 3 ms late (there is no early-start slack to cover any of it):
+    every op goes out 3 ms after it was due, while its user was free: the harness's lag."""
     clock = FakeClock(late=3 * MS)
     meter = metered_open_loop(clock, FakeExecutor(clock), [10 * MS], end=0.045)
     assert meter.column(0) == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
-    assert meter.column(1) == pytest.approx([0.0, 0.012, 0.022, 0.032, 0.042])
-    assert meter.lags() == pytest.approx([0.0] + [2 * MS] * 4)
+    assert meter.column(1) == pytest.approx([0.0, 0.013, 0.023, 0.033, 0.043])
+    assert meter.lags() == pytest.approx([0.0] + [3 * MS] * 4)
 
 
 def test_waiting_for_a_slow_server_is_not_send_lag() -> None:

@@ -3,8 +3,9 @@
 The coordinated-omission core of the harness, kept apart from Locust so that it can be
 tested alone: this module imports neither Locust nor gevent. The clock and the sleep
 are injected (`clock`: perf_counter seconds, `sleep`: yield for so many seconds);
-`users.CacheUser` passes `time.perf_counter` and `gevent.sleep`, tests a fake clock
-whose sleep advances virtual time (tests/test_pacing.py).
+`users.CacheUser` passes `time.perf_counter` and a precise sleep (`timers.py`; gevent's
+own for the closed loop), tests a fake clock whose sleep advances virtual time
+(tests/test_pacing.py).
 
 Open loop sends on a schedule of intended start times and measures each op from its
 intended start, so a stalled server shows in the tail; closed loop sends the next op
@@ -32,10 +33,6 @@ from bench.results.recorder import INTERVAL_S, Recorder
 from bench.workload.executor import Executor, Sample, Steps
 from bench.workload.ops import Op
 
-#: gevent's timers fire up to one event-loop tick (about 1 ms) late. Sleeping this much
-#: less and measuring from min(intended, actual start) keeps that tick out of latency:
-#: an op may start up to this early, but is never measured from a time after it started.
-TIMER_SLACK_S = 0.001
 ARRIVAL_BATCH = 4096
 
 Clock = Callable[[], float]
@@ -91,9 +88,14 @@ def run_open_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
 
 def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], ticket: int,
           record: Record, clock: Clock, sleep: Sleep, meter: LoadMeter) -> int:
-    """Run one step of an op at its due time, record its calls, park it if it waits."""
+    """Run one step of an op at its due time, record its calls, park it if it waits.
+
+    `sleep` must wake on time (users.py passes a timerfd sleep, bench/loadgen/timers.py):
+    an op is neither sent early, which would change the arrival process, nor late, which
+    would put the timer's lateness into its latency.
+    """
     ready = clock()
-    wait = due - clock() - TIMER_SLACK_S
+    wait = due - ready
     if wait > 0:
         sleep(wait)
     done = len(steps.samples)
@@ -113,7 +115,8 @@ def _step(steps: Steps, due: float, parked: list[tuple[float, int, Steps]], tick
 def run_closed_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
                     think_s: float, end: float, *, clock: Clock, sleep: Sleep,
                     meter: LoadMeter | None = None) -> None:
-    """Send the next op as soon as the previous one finished (plus think time)."""
+    """Send the next op as soon as the previous one finished (plus think time); every
+    call counts from its own send (there is no schedule to be late for)."""
     record, execute = recorder.record_sample, executor.execute
     meter = meter if meter is not None else LoadMeter(INTERVAL_S)
     for op in ops:
@@ -122,8 +125,9 @@ def run_closed_loop(ops: Iterator[Op], executor: Executor, recorder: Recorder,
         meter.in_flight += 1
         samples = execute(op)
         meter.in_flight -= 1
+        for sample in samples:
+            record(sample, sample.start)
         if samples:
-            _record_samples(record, samples, samples[0].start)
             meter.record_send((samples[0].start, samples[0].start, math.nan))  # no schedule
         if think_s > 0:
             sleep(think_s)

@@ -31,6 +31,7 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -40,16 +41,17 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, StatsError, bucket_response_time
 
-from bench.loadgen.pacing import TIMER_SLACK_S, arrival_gaps, run_closed_loop, run_open_loop
+from bench.loadgen.pacing import arrival_gaps, run_closed_loop, run_open_loop
 from bench.loadgen.runconfig import CONFIG_ENV, RunConfig
 from bench.loadgen.sink import LOCAL_SOURCE, MSG_DONE, MSG_INTERVAL, RunSink, measure_start
-from bench.results.histograms import recorded_values
+from bench.loadgen.timers import precise_sleep
+from bench.results.histograms import default_layout, recorded_values
 from bench.results.loadstats import LoadMeter
 from bench.results.recorder import Interval, Recorder, with_load
 from bench.scenario.model import Scenario
 from bench.targets import open_target, parse_target
 from bench.workload.executor import Executor
-from bench.workload.ops import Workload
+from bench.workload.ops import Op, Workload
 
 FLUSH_EVERY_S = 0.25
 #: The watchdog sleeps this long; how much later it wakes is the event loop's blocking.
@@ -126,6 +128,7 @@ class ProcessLoad:
         # nothing to wait for: it still has to tell the sink it is done.
         gevent.spawn_later(max(0.0, self.end - time.perf_counter()) + IDLE_GRACE_S,
                            self._finish_if_idle)
+        default_layout()  # built now, not in the first measured interval's stats
         _quiet_garbage_collector()
 
     def claim_user_index(self) -> int:
@@ -169,10 +172,12 @@ class ProcessLoad:
         _deliver(self.environment, MSG_DONE)
 
     def _flush_loop(self) -> None:
+        """Ship intervals as they close, yielding to the users between ops' histograms
+        (an interval's ops at once held the loop for up to 15 ms with 6 ops, measured)."""
         while not self._done:
             gevent.sleep(FLUSH_EVERY_S)
             if not self._done:
-                self._ship(time.perf_counter())
+                self._ship(time.perf_counter(), pause=_let_users_run)
 
     def _watch_loop(self) -> None:
         """Sleep WATCHDOG_PERIOD_S at a time and tell the meter how late each wake-up
@@ -183,13 +188,21 @@ class ProcessLoad:
             now, cpu = time.perf_counter(), os.times()
             self.meter.sample(now, now - asleep - WATCHDOG_PERIOD_S, cpu.user, cpu.system)
 
-    def _ship(self, now: float, final: bool = False) -> None:
-        """Close what ended by `now` in the recorder and the meter, and send it."""
-        intervals = with_load(self.recorder.flush(now, final), self.meter.flush(now, final),
+    def _ship(self, now: float, final: bool = False,
+              pause: Callable[[], None] | None = None) -> None:
+        """Close what ended by `now` in the recorder and the meter, and send it; `pause`
+        (Recorder.flush's) lets due users run between the ops of a closed interval."""
+        intervals = with_load(self.recorder.flush(now, final, pause=pause),
+                              self.meter.flush(now, final),
                               self.source, self.cfg.interval_s)
         for interval in intervals:
-            feed_locust_stats(self.environment.stats, interval)
+            feed_locust_stats(self.environment.stats, interval, pause=_let_users_run)
             _deliver(self.environment, MSG_INTERVAL, interval)
+
+
+def _let_users_run() -> None:
+    """Yield to every greenlet that is ready (users whose ops are due), then come back."""
+    gevent.sleep(0)
 
 
 def _quiet_garbage_collector() -> None:
@@ -217,10 +230,14 @@ def _deliver(environment: Any, kind: str, interval: Interval | None = None,
         RunSink.current.receive(kind, interval, LOCAL_SOURCE, aborted)
 
 
-def feed_locust_stats(stats: Any, interval: Interval) -> None:
-    """Add one interval to Locust's statistics in bulk (what its UI and console show)."""
+def feed_locust_stats(stats: Any, interval: Interval,
+                      pause: Callable[[], None] | None = None) -> None:
+    """Add one interval to Locust's statistics in bulk (what its UI and console show);
+    `pause()` after each op."""
     second = int(interval.start)
     for name, op in interval.ops.items():
+        if pause is not None:
+            pause()
         if op.count == 0:
             continue
         entry = StatsEntry(stats, name, "cache")
@@ -248,6 +265,22 @@ def feed_locust_stats(stats: Any, interval: Interval) -> None:
             stats.errors.setdefault(key, StatsError("cache", name, message)).occurrences += count
 
 
+def run_paced(ops: Iterator[Op], executor: Executor, recorder: Recorder, rate_per_user: float,
+              arrival: str, rng: np.random.Generator, start: float, end: float,
+              meter: LoadMeter | None = None) -> None:
+    """One user's open loop on this process's clock (perf_counter seconds): intended
+    starts from a random phase after `start`, at `rate_per_user` (Poisson or uniform),
+    until `end`; each op is sent when it is due, by a precise sleep (timers.py)."""
+    gaps = arrival_gaps(rate_per_user, arrival, rng)
+    first = start + rng.uniform(0, 1.0 / rate_per_user)
+    sleep = precise_sleep()
+    try:
+        run_open_loop(ops, executor, recorder, gaps, first, end, clock=time.perf_counter,
+                      sleep=sleep, meter=meter)
+    finally:
+        sleep.close()
+
+
 class CacheUser(User):
     """One Locust user = one cache client with its own deterministic op stream."""
 
@@ -266,13 +299,10 @@ class CacheUser(User):
         """Run this user's share of the load until the measured window ends."""
         load, cfg = self.load, self.load.cfg
         if cfg.load.mode == "open":
-            rate_per_user = float(cfg.load.rate) / load.total_users
-            rng = np.random.default_rng([cfg.load.seed, 7919, self.index])
-            gaps = arrival_gaps(rate_per_user, cfg.load.arrival, rng)
-            # + TIMER_SLACK_S: an op may start that much early, never before the load does
-            first = load.load_start + TIMER_SLACK_S + rng.uniform(0, 1.0 / rate_per_user)
-            run_open_loop(self.ops, self.executor, load.recorder, gaps, first, load.end,
-                          clock=time.perf_counter, sleep=gevent.sleep, meter=load.meter)
+            run_paced(self.ops, self.executor, load.recorder,
+                      float(cfg.load.rate) / load.total_users, cfg.load.arrival,
+                      np.random.default_rng([cfg.load.seed, 7919, self.index]),
+                      load.load_start, load.end, load.meter)
         else:
             gevent.sleep(max(0.0, load.load_start - time.perf_counter()))
             run_closed_loop(self.ops, self.executor, load.recorder, cfg.load.think_s, load.end,

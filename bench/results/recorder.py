@@ -24,6 +24,7 @@ import itertools
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -201,8 +202,13 @@ class Recorder:
         """Wall-clock epoch seconds of a perf_counter time, on this recorder's origin."""
         return perf_time + self._epoch_offset
 
-    def flush(self, now_perf: float, final: bool = False) -> list[Interval]:
+    def flush(self, now_perf: float, final: bool = False,
+              pause: Callable[[], None] | None = None) -> list[Interval]:
         """Closed intervals, oldest first: those that ended by `now_perf` (all if `final`).
+
+        `pause` is called after each op's histograms of a closed interval are built: a
+        caller on an event loop yields there, so that the users due meanwhile are not held
+        up for all the ops of an interval at once (about a millisecond each).
 
         Samples of intervals still open stay buffered (as columns). A sample recorded
         after its interval was already flushed (it completed just before the boundary
@@ -223,7 +229,7 @@ class Recorder:
         keep = np.flatnonzero(measured & still_open)
         self._chunks = [columns.take(keep)] if len(keep) else []
         return columns.intervals(np.flatnonzero(measured & ~still_open), self._codes.names,
-                                 self.interval_s)
+                                 self.interval_s, pause)
 
     def _convert_new_samples(self) -> None:
         taken = len(self._samples)
@@ -302,14 +308,18 @@ class _Columns:
         return _Columns(**{name: getattr(self, name)[rows] for name in _ARRAYS},
                         numbers={name: col[rows] for name, col in self.numbers.items()})
 
-    def intervals(self, rows: np.ndarray, names: list[str], interval_s: float) -> list[Interval]:
-        """Intervals (oldest first) built from the given rows, one OpInterval per name."""
+    def intervals(self, rows: np.ndarray, names: list[str], interval_s: float,
+                  pause: Callable[[], None] | None = None) -> list[Interval]:
+        """Intervals (oldest first) built from the given rows, one OpInterval per name;
+        `pause()` after each (see Recorder.flush)."""
         by_start: dict[int, Interval] = {}
         for group in self._groups(rows):
             first = group[0]
             k = int(self.bin[first])
             interval = by_start.setdefault(k, Interval(start=k * interval_s, length=interval_s))
             interval.ops[names[self.code[first]]] = self._op_interval(group)
+            if pause is not None:
+                pause()
         return [by_start[k] for k in sorted(by_start)]
 
     def _groups(self, rows: np.ndarray) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from bench.targets.base import Target, TargetInfo, split_node
+from bench.targets.sockets import one_send
 from bench.targets.tls import redis_keywords
 from bench.vocabulary import ERROR_CLIENT, ERROR_CONNECTION, ERROR_SERVER, ERROR_TIMEOUT
 
@@ -64,10 +65,18 @@ def _client_options(info: TargetInfo, timeout: float) -> dict[str, Any]:
 _IS_PROXY: dict[str, bool] = {}
 
 
+def _handshake(connection: redis.Connection) -> None:
+    """redis-py's own handshake, on a socket that sends each command with one syscall
+    (sockets.py); a TLS socket keeps its own sendall (an SSL write is not a plain send())."""
+    if not isinstance(connection, redis.SSLConnection):
+        one_send(connection._sock)
+    connection.on_connect()
+
+
 def _node_client(info: TargetInfo, node: str, timeout: float, **extra: Any) -> redis.Redis:
     """A plain client for one "host:port" (hiredis parses replies when installed)."""
     host, port = split_node(node)
-    options = {**_client_options(info, timeout), **extra}
+    options = {**_client_options(info, timeout), "redis_connect_func": _handshake, **extra}
     if node not in _IS_PROXY:
         found = _is_proxy(host, port, options)
         if found is not None:
