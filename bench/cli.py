@@ -249,13 +249,12 @@ def _add_selftest(sub: argparse._SubParsersAction) -> None:
 
 def _add_capacity(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "capacity", help="capacity planning: memory for a hit ratio, max rate, sizing report",
+        "capacity", help="capacity planning: memory for a hit ratio, max rate under the SLO",
         description="How many nodes, how much memory, for a peak: `memory` simulates the "
                     "scenario through memcached's memory model (no server), `search` finds "
-                    "the highest rate a target sustains within the SLO, `plan` sizes a "
-                    "fleet from both.")
+                    "the highest rate a target sustains within the SLO.")
     csub = p.add_subparsers(dest="capacity_command", required=True,
-                            metavar="{memory,search,plan,benchmark}")
+                            metavar="{memory,search,benchmark}")
     mem = csub.add_parser(
         "memory", help="hit ratio against memory per node, simulated (no server)",
         description="Simulate the scenario's op stream through memcached's slab classes and "
