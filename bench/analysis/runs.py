@@ -444,11 +444,12 @@ def slo_for(run: RunData, slo_file: str | None) -> SloSpec | None:
 
 
 def exit_code(summary: Summary) -> int:
-    """4 when the measurement is invalid (whatever the SLO says), else 0 when the SLO is
-    met or there is none, 1 when missed, 3 when it was met over a run that did not
-    complete (a partial verdict is not a pass)."""
+    """A run that did not complete is judged as that first: 1 when even what it measured
+    missed the SLO, else 3 (a partial verdict is not a pass), as `bench run` exits for it.
+    A complete run: 4 when the measurement is invalid (whatever the SLO says), else 1
+    when the SLO is missed, 0 when it is met or there is none."""
+    if summary.slo and summary.slo.partial:
+        return EXIT_FAILED if summary.slo.passed is False else EXIT_UNREACHABLE
     if is_invalid(summary.validity):
         return EXIT_INVALID
-    if summary.slo and summary.slo.passed is False:
-        return EXIT_FAILED
-    return EXIT_UNREACHABLE if summary.slo and summary.slo.partial else EXIT_OK
+    return EXIT_FAILED if summary.slo and summary.slo.passed is False else EXIT_OK

@@ -103,8 +103,15 @@ def slo_table(verdict: Verdict) -> Table:
 
 
 def verdict_line(summary: Summary) -> Text:
-    """The last line: INVALID, else PASS / FAIL and why, or that no SLO was given."""
+    """The last line. A run that did not complete says that first (as its exit code,
+    3 or 1, does); else INVALID; else PASS / FAIL and why, or that no SLO was given."""
     verdict = summary.slo
+    partial = partial_note(verdict) if verdict is not None else ""
+    if partial and verdict.passed is not None:
+        if verdict.passed:
+            return Text(f"NOT A PASS: SLO met over what was measured{partial}",
+                        style="bold yellow")
+        return Text(f"FAIL{partial}: " + "; ".join(verdict_reasons(verdict)), style="bold red")
     if is_invalid(summary.validity):
         judged = verdict is not None and verdict.passed is not None
         would = f" (the SLO verdict would be {'PASS' if verdict.passed else 'FAIL'})" \
@@ -116,12 +123,9 @@ def verdict_line(summary: Summary) -> Text:
                     style="dim")
     if verdict.passed is None:
         return Text("SLO not judged: none of its ops ran", style="bold yellow")
-    partial = partial_note(verdict)
-    if verdict.passed and partial:
-        return Text(f"NOT A PASS: SLO met over what was measured{partial}", style="bold yellow")
     if verdict.passed:
         return Text("PASS: SLO met", style="bold green")
-    return Text(f"FAIL{partial}: " + "; ".join(verdict_reasons(verdict)), style="bold red")
+    return Text("FAIL: " + "; ".join(verdict_reasons(verdict)), style="bold red")
 
 
 def loadgen_line(validity: Validity) -> Text:
