@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-from bench.capacity.memory import pool_nodes, run_memory
+from bench.capacity.memory import WARMUP_SHARE, default_ops, pool_nodes, run_memory
 from bench.capacity.slabs import SlabClasses
 from bench.errors import EXIT_FAILED, EXIT_OK, InputError
 from bench.output import capacity as view
@@ -28,10 +28,12 @@ from bench.results import rundir
 from bench.results.rundir import SUMMARY_JSON
 from bench.scenario.model import Scenario, load_scenario
 from bench.targets import parse_target
-from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
+from bench.units import parse_bandwidth, parse_duration, parse_fraction, parse_rate, parse_size
 
 T = TypeVar("T")
-MEMORY_JSON, SEARCH_JSON = "memory.json", "search.json"
+MEMORY_JSON, SEARCH_JSON, PLAN_JSON = "memory.json", "search.json", "plan.json"
+#: Where search and plan directories go without --out (as `bench run`'s runs).
+RESULTS_ROOT = Path("results")
 #: The measurement was invalid (the load generator, not the cache, hit its limit).
 #: bench.errors gets EXIT_INVALID with the validity verdict; use it once merged.
 EXIT_INVALID = 4
@@ -171,7 +173,7 @@ def search(args: Namespace) -> int:
         budget_s=_parsed(parse_duration, args.budget, "--budget"),
         max_rate=_parsed(parse_rate, args.max_rate, "--max-rate"),
         processes=(os.cpu_count() or 1) if args.processes == -1 else args.processes or 1)
-    parent = rundir.new_run_dir(driver.RESULTS_ROOT, f"search-{scenario.name}", out=args.out)
+    parent = rundir.new_run_dir(RESULTS_ROOT, f"search-{scenario.name}", out=args.out)
     console = Console(highlight=False)
     console.print(view.search_intro(scenario.name, url, settings, parent), markup=False)
     try:
@@ -188,6 +190,83 @@ def search(args: Namespace) -> int:
     return EXIT_INVALID if result.generator_limited else EXIT_OK
 
 
+# ------------------------------------------------------------------------------ plan
+
+
+def _growth(value: str) -> float:
+    """`30%` or `0.3` a year, any size (150% is allowed: growth is not a fraction)."""
+    text = value.strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < -1:
+        raise ValueError(f"expected a yearly growth like 30%, got {value!r}")
+    return number
+
+
+def _years(value: str) -> float:
+    """`1y`, `18mo`, `6m` (months), `90d` or a bare number of years."""
+    text = value.strip().lower()
+    suffix, per_year = next(((s, n) for s, n in (("mo", 12), ("y", 1), ("m", 12), ("d", 365))
+                             if text.endswith(s)), ("", 1))
+    try:
+        years = float(text[:len(text) - len(suffix)]) / per_year
+    except ValueError:
+        years = math.nan
+    if not math.isfinite(years) or years < 0:
+        raise ValueError(f"expected a horizon like 1y, 18mo or 90d, got {value!r}")
+    return years
+
+
+def _measured(args: Namespace) -> Any:
+    from bench.capacity.plan import Measured, measured_from_dir
+
+    if (args.measured is None) == (args.node_rate is None):
+        raise InputError("expected one of --measured DIR (a search or run directory) or "
+                         "--node-rate OPS", field="--measured")
+    if args.measured is not None:
+        return measured_from_dir(args.measured)
+    return Measured(node_rate=_parsed(parse_rate, args.node_rate, "--node-rate"),
+                    source="--node-rate")
+
+
+def plan(args: Namespace) -> int:
+    """`bench capacity plan SCENARIO`: nodes, memory, network, connections, what binds."""
+    from bench.capacity.plan import Forecast, Limits, make_plan
+    from bench.capacity.stream import StreamSettings, sample_stream
+
+    scenario = load_scenario(args.scenario)
+    measured = _measured(args)
+    forecast = Forecast(peak=_parsed(parse_rate, args.peak, "--peak"),
+                        growth=_parsed(_growth, args.growth, "--growth"),
+                        horizon_years=_parsed(_years, args.horizon, "--horizon"))
+    target = _parsed(parse_fraction, args.target_hit_ratio, "--target-hit-ratio")
+    budget = _parsed(parse_size, args.memory_budget, "--memory-budget")
+    limits = Limits(node_memory=_parsed(parse_size, args.node_memory, "--node-memory"),
+                    nic_bytes_per_s=_parsed(parse_bandwidth, args.nic, "--nic"),
+                    headroom=_parsed(parse_fraction, args.headroom, "--headroom"),
+                    spare=args.spare, target_hit_ratio=None if budget else target,
+                    memory_budget=budget, gutter=args.gutter)
+    if limits.node_memory < 2**20 or args.spare < 0 or limits.headroom >= 1:
+        raise InputError("expected --node-memory of at least 1MiB, --spare >= 0 and "
+                         "--headroom below 100%", field="--node-memory/--spare/--headroom")
+    ops = args.ops or default_ops(scenario)
+    stream = sample_stream(scenario, StreamSettings(
+        ops=ops, warmup_ops=int(ops * WARMUP_SHARE), op_rate=forecast.planned_rate,
+        sample_rate=_parsed(parse_fraction, args.sample_rate, "--sample-rate"),
+        budget=args.budget, seed=args.seed), slab_classes(args))
+    result = make_plan(scenario, stream, measured, forecast, limits, pool_nodes)
+    console = Console(highlight=False)
+    for part in view.plan_tables(result):
+        console.print(part)
+    out = rundir.new_run_dir(RESULTS_ROOT, f"plan-{scenario.name}", out=args.out)
+    written = view.render_plan(result, out)
+    _write_json(str(out), PLAN_JSON, result.to_json())
+    console.print(f"report:  {written[1]}\nresults: {out}", markup=False)
+    return EXIT_OK
+
+
 def benchmark(args: Namespace) -> int:
     """`bench capacity benchmark` (make perf): exit 1 when a check misses its bound."""
     from bench.capacity import benchmark as checks
@@ -200,5 +279,5 @@ def benchmark(args: Namespace) -> int:
 
 def command(args: Namespace) -> int:
     """Dispatch `bench capacity <command>` (bench/cli.py defines the flags)."""
-    handlers = {"memory": memory, "search": search, "benchmark": benchmark}
+    handlers = {"memory": memory, "search": search, "plan": plan, "benchmark": benchmark}
     return handlers[args.capacity_command](args)

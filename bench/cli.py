@@ -259,6 +259,46 @@ def _add_capacity(sub: argparse._SubParsersAction) -> None:
                       help="per-request client timeout (default: 1s)")
     srch.add_argument("--out", metavar="DIR",
                       help="parent directory of the probes (default: results/<time>-search-<scenario>)")
+    pln = csub.add_parser(
+        "plan", help="size a fleet for a forecast peak: capacity.md and capacity.html",
+        description="Nodes needed as the larger of the throughput-, memory- and "
+                    "network-bound counts plus spares (N+k); memory per node, network RX/TX "
+                    "and connections per node, which resource binds, a gutter pool if asked. "
+                    "Prints a table, writes capacity.md, capacity.html (with plots) and "
+                    "plan.json.")
+    pln.add_argument("scenario", help="scenario name or YAML file (the production workload)")
+    pln.add_argument("--measured", metavar="DIR",
+                     help="a `bench capacity search` directory or a max-rate run directory")
+    pln.add_argument("--node-rate", metavar="OPS",
+                     help="instead of --measured: ops/s one node sustains within the SLO")
+    pln.add_argument("--peak", required=True, metavar="OPS",
+                     help="today's peak rate of the whole pool, e.g. 1.2M/s")
+    pln.add_argument("--growth", default="0%", help="growth a year, e.g. 30%% (default 0%%)")
+    pln.add_argument("--horizon", default="1y", help="how far ahead: 1y, 18mo (default 1y)")
+    pln.add_argument("--spare", type=int, default=1, metavar="K",
+                     help="N+K: nodes that may be down (default 1)")
+    pln.add_argument("--headroom", default="20%",
+                     help="share of a node's rate and NIC kept free (default 20%%)")
+    pln.add_argument("--node-memory", required=True, metavar="SIZE",
+                     help="memory per node for memcached (-m), e.g. 64GiB")
+    pln.add_argument("--nic", metavar="SPEED", help="NIC per node, e.g. 10Gbit or 25Gb/s")
+    pln.add_argument("--target-hit-ratio", default="95%", metavar="RATIO",
+                     help="hit ratio to size memory for (default 95%%)")
+    pln.add_argument("--memory-budget", metavar="SIZE",
+                     help="instead of a hit ratio: total memory to spend, e.g. 2TiB")
+    pln.add_argument("--gutter", action="store_true",
+                     help="size a gutter pool (mcrouter failover) for the spare nodes' load")
+    pln.add_argument("-f", dest="growth_factor", type=float, default=1.25,
+                     help="memcached's slab growth factor -f (default 1.25)")
+    pln.add_argument("-n", dest="min_chunk", type=int, default=48,
+                     help="memcached's minimum item data size -n (default 48)")
+    pln.add_argument("--ops", type=int, metavar="N", help="ops to simulate (default: 10 per key)")
+    pln.add_argument("--sample-rate", metavar="R", help="SHARDS sampling rate (default: auto)")
+    pln.add_argument("--budget", type=int, default=1_000_000, metavar="EVENTS",
+                     help="events per simulated size (default 1000000)")
+    pln.add_argument("--seed", type=int, default=None, help="default: the scenario's")
+    pln.add_argument("--out", metavar="DIR",
+                     help="where the report goes (default: results/<time>-plan-<scenario>)")
     bench_ = csub.add_parser(
         "benchmark", help="the memory model's own speed and sampling error (make perf)",
         description="10 M keys and 100 M ops sampled within 60 s of CPU; a small key "
