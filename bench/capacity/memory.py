@@ -327,7 +327,7 @@ def curve_memories(stream: SampledStream, target: float | None) -> list[int]:
     if len(memories) < 3:
         memories = [per_node * f for f in CURVE_FRACTIONS]
     floor = float(stream.slabs.page_size * max(4, classes_in_use(stream)))
-    ceiling = _round_mib(per_node * 1.05)      # beyond it every touched key fits
+    ceiling = max(_round_mib(per_node * 1.05), _round_mib(floor))  # every touched key fits
     return sorted({min(_round_mib(max(m, floor)), ceiling) for m in memories if m > 0})
 
 
@@ -372,16 +372,15 @@ def memory_report(stream: SampledStream, scenario: str, target: float | None,
             point = next((p for p in curve if p.memory_per_node == wanted), None) \
                 or simulate(stream, wanted)
         pool = che_model(stream)
-        che_memory = pool.memory_for(target) / len(stream.nodes) \
-            if pool is not None and pool.memory_for(target) is not None else None
+        pooled = pool.memory_for(target) if pool is not None else None
+        che_memory = pooled / len(stream.nodes) if pooled is not None else None
     if progress:
         progress(len(sizes) + 1, len(sizes) + 1)
     shown = point or (curve[-1] if curve else None)
     if shown is not None and shown.hot_residency_min is not None \
             and shown.hot_residency_min < RESIDENCY_FLOOR:
         notes.append("at this size the cache evicts within the request interval of some keys "
-                     "counted as resident: lower the sampling budget's hot share or use "
-                     "--sample-rate 1")
+                     "counted apart as resident: raise --budget, or --sample-rate 1")
     return MemoryReport(
         scenario=scenario, nodes=stream.nodes, slabs=stream.slabs.describe(),
         op_rate=stream.op_rate, ops=stream.ops, warmup_ops=stream.warmup_ops,

@@ -217,7 +217,8 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
              ("network TX per node (hottest)", format_bandwidth(plan.tx_per_node)),
              ("connections per node", format_whole(plan.connections_per_node))]
     if plan.gutter_nodes is not None:
-        rows.append(("gutter pool", f"{plan.gutter_nodes} nodes"))
+        plural = "s" if plan.gutter_nodes > 1 else ""
+        rows.append(("gutter pool", f"{plan.gutter_nodes} node{plural}"))
     return rows
 
 
@@ -246,17 +247,22 @@ def plan_markdown(plan: Plan) -> str:
 def _curve_figure(report: MemoryReport) -> Any:
     from matplotlib.figure import Figure
 
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     fig = Figure(figsize=(8, 4))
     ax = fig.subplots()
     points = sorted(report.curve, key=lambda p: p.memory_per_node)
-    sizes = [p.memory_per_node / 2**30 for p in points]
+    sizes = [p.memory_per_node for p in points]
     ax.plot(sizes, [p.hit_ratio * 100 for p in points], "o-", label="simulated (memcached)")
     if all(p.che is not None for p in points):
         ax.plot(sizes, [p.che * 100 for p in points], "s--", label="Che (LRU, IRM)")
     if report.target_hit_ratio:
         ax.axhline(report.target_hit_ratio * 100, color="grey", lw=0.8, label="target")
     ax.set_xscale("log")
-    ax.set_xlabel("memory per node (GiB)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda size, _: format_size(size)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(sizes)
+    ax.set_xlabel("memory per node (-m)")
     ax.set_ylabel("hit ratio (%)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
