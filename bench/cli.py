@@ -249,12 +249,40 @@ def _add_selftest(sub: argparse._SubParsersAction) -> None:
 
 def _add_capacity(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "capacity", help="capacity planning: memory for a hit ratio, max rate under the SLO",
+        "capacity", help="capacity planning: memory for a hit ratio, max rate, sizing report",
         description="How many nodes, how much memory, for a peak: `memory` simulates the "
                     "scenario through memcached's memory model (no server), `search` finds "
-                    "the highest rate a target sustains within the SLO.")
+                    "the highest rate a target sustains within the SLO, `plan` sizes a "
+                    "fleet from both.")
     csub = p.add_subparsers(dest="capacity_command", required=True,
-                            metavar="{memory,search,benchmark}")
+                            metavar="{memory,search,plan,benchmark}")
+    for add in (_add_capacity_memory, _add_capacity_search, _add_capacity_plan):
+        add(csub)
+    bench_ = csub.add_parser(
+        "benchmark", help="the memory model's own speed and sampling error (make perf)",
+        description="10 M keys and 100 M ops sampled within 60 s of CPU; a small key "
+                    "space sampled within 1 point of simulating every key. Exit 1 when "
+                    "a check misses its bound.")
+    bench_.add_argument("--quick", action="store_true", help="the sampling check only")
+    bench_.set_defaults(handler=commands.capacity_benchmark)
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    """The memory model's flags (`capacity memory` and `capacity plan`)."""
+    p.add_argument("-f", dest="growth_factor", type=float, default=1.25,
+                   help="memcached's slab growth factor -f (default 1.25)")
+    p.add_argument("-n", dest="min_chunk", type=int, default=48,
+                   help="memcached's minimum item data size -n (default 48)")
+    p.add_argument("--ops", type=int, metavar="N",
+                   help="ops to simulate (default: 10 per key, 1 M to 100 M)")
+    p.add_argument("--sample-rate", metavar="R",
+                   help="SHARDS sampling rate, 1 = every key (default: chosen for --budget)")
+    p.add_argument("--budget", type=int, default=1_000_000, metavar="EVENTS",
+                   help="events per simulated size when the rate is chosen (default 1000000)")
+    p.add_argument("--seed", type=int, default=None, help="default: the scenario's")
+
+
+def _add_capacity_memory(csub: argparse._SubParsersAction) -> None:
     mem = csub.add_parser(
         "memory", help="hit ratio against memory per node, simulated (no server)",
         description="Simulate the scenario's op stream through memcached's slab classes and "
@@ -273,24 +301,17 @@ def _add_capacity(sub: argparse._SubParsersAction) -> None:
                           "around the target from Che's approximation)")
     mem.add_argument("--target-hit-ratio", metavar="RATIO", default="95%",
                      help="the hit ratio to size for (default 95%%)")
-    mem.add_argument("-f", dest="growth_factor", type=float, default=1.25,
-                     help="memcached's slab growth factor -f (default 1.25)")
-    mem.add_argument("-n", dest="min_chunk", type=int, default=48,
-                     help="memcached's minimum item data size -n (default 48)")
+    _model_flags(mem)
     mem.add_argument("--rate", metavar="OPS",
                      help="op rate of the pool, for TTLs and LRU ages (default: the scenario's)")
-    mem.add_argument("--ops", type=int, metavar="N",
-                     help="ops to simulate (default: 10 per key, 1 M to 100 M)")
     mem.add_argument("--warmup-ops", type=int, metavar="N",
                      help="ops before the hit ratio is counted (default: 30%% of --ops)")
-    mem.add_argument("--sample-rate", metavar="R",
-                     help="SHARDS sampling rate, 1 = every key (default: chosen for --budget)")
-    mem.add_argument("--budget", type=int, default=1_000_000, metavar="EVENTS",
-                     help="events per simulated size when the rate is chosen (default 1000000)")
-    mem.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     mem.add_argument("--out", metavar="DIR", help="also write DIR/memory.json")
     mem.add_argument("--quiet", action="store_true", help="no progress display")
     mem.set_defaults(handler=commands.capacity_memory)
+
+
+def _add_capacity_search(csub: argparse._SubParsersAction) -> None:
     srch = csub.add_parser(
         "search", help="the highest open-loop rate a target sustains within the SLO",
         description="Short open-loop probes through `bench run`'s code: step up until an "
@@ -327,13 +348,42 @@ def _add_capacity(sub: argparse._SubParsersAction) -> None:
     srch.add_argument("--out", metavar="DIR",
                       help="parent directory of the probes (default: results/<time>-search-<scenario>)")
     srch.set_defaults(handler=commands.capacity_search)
-    bench_ = csub.add_parser(
-        "benchmark", help="the memory model's own speed and sampling error (make perf)",
-        description="10 M keys and 100 M ops sampled within 60 s of CPU; a small key "
-                    "space sampled within 1 point of simulating every key. Exit 1 when "
-                    "a check misses its bound.")
-    bench_.add_argument("--quick", action="store_true", help="the sampling check only")
-    bench_.set_defaults(handler=commands.capacity_benchmark)
+
+
+def _add_capacity_plan(csub: argparse._SubParsersAction) -> None:
+    pln = csub.add_parser(
+        "plan", help="size a fleet for a forecast peak: capacity.md and capacity.html",
+        description="Nodes needed as the larger of the throughput-, memory- and "
+                    "network-bound counts plus spares (N+k); memory per node, network RX/TX "
+                    "and connections per node, which resource binds, a gutter pool if asked. "
+                    "Prints a table, writes capacity.md, capacity.html (with plots) and "
+                    "plan.json.")
+    pln.add_argument("scenario", help="scenario name or YAML file (the production workload)")
+    pln.add_argument("--measured", metavar="DIR",
+                     help="a `bench capacity search` directory or a max-rate run directory")
+    pln.add_argument("--node-rate", metavar="OPS",
+                     help="instead of --measured: ops/s one node sustains within the SLO")
+    pln.add_argument("--peak", required=True, metavar="OPS",
+                     help="today's peak rate of the whole pool, e.g. 1.2M/s")
+    pln.add_argument("--growth", default="0%", help="growth a year, e.g. 30%% (default 0%%)")
+    pln.add_argument("--horizon", default="1y", help="how far ahead: 1y, 18mo (default 1y)")
+    pln.add_argument("--spare", type=int, default=1, metavar="K",
+                     help="N+K: nodes that may be down (default 1)")
+    pln.add_argument("--headroom", default="20%",
+                     help="share of a node's rate and NIC kept free (default 20%%)")
+    pln.add_argument("--node-memory", required=True, metavar="SIZE",
+                     help="memory per node for memcached (-m), e.g. 64GiB")
+    pln.add_argument("--nic", metavar="SPEED", help="NIC per node, e.g. 10Gbit or 25Gb/s")
+    pln.add_argument("--target-hit-ratio", default="95%", metavar="RATIO",
+                     help="hit ratio to size memory for (default 95%%)")
+    pln.add_argument("--memory-budget", metavar="SIZE",
+                     help="instead of a hit ratio: total memory to spend, e.g. 2TiB")
+    pln.add_argument("--gutter", action="store_true",
+                     help="size a gutter pool (mcrouter failover) for the spare nodes' load")
+    _model_flags(pln)
+    pln.add_argument("--out", metavar="DIR",
+                     help="where the report goes (default: results/<time>-plan-<scenario>)")
+    pln.set_defaults(handler=commands.capacity_plan)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -555,6 +555,85 @@ def capacity_search(args: Namespace) -> int:
     return EXIT_INVALID if result.generator_limited else EXIT_OK
 
 
+def _growth(value: str) -> float:
+    """`30%` or `0.3` a year, any size (150% is allowed: growth is not a fraction)."""
+    import math
+
+    text = value.strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < -1:
+        raise ValueError(f"expected a yearly growth like 30%, got {value!r}")
+    return number
+
+
+def _years(value: str) -> float:
+    """`1y`, `18mo`, `6m` (months), `90d` or a bare number of years."""
+    import math
+
+    text = value.strip().lower()
+    suffix, per_year = next(((s, n) for s, n in (("mo", 12), ("y", 1), ("m", 12), ("d", 365))
+                             if text.endswith(s)), ("", 1))
+    try:
+        years = float(text[:len(text) - len(suffix)]) / per_year
+    except ValueError:
+        years = math.nan
+    if not math.isfinite(years) or years < 0:
+        raise ValueError(f"expected a horizon like 1y, 18mo or 90d, got {value!r}")
+    return years
+
+
+def capacity_plan(args: Namespace) -> int:
+    """`bench capacity plan SCENARIO`: nodes, memory, network, connections, what binds."""
+    from bench import driver
+    from bench.capacity.memory import WARMUP_SHARE, default_ops, pool_nodes
+    from bench.capacity.plan import Forecast, Limits, Measured, make_plan, measured_from_dir
+    from bench.capacity.slabs import SlabClasses
+    from bench.capacity.stream import StreamSettings, sample_stream
+    from bench.output import capacity as view
+    from bench.results import rundir
+    from bench.scenario.model import load_scenario
+    from bench.units import parse_bandwidth, parse_fraction, parse_rate, parse_size
+
+    scenario = load_scenario(args.scenario)
+    if (args.measured is None) == (args.node_rate is None):
+        raise InputError("expected one of --measured DIR (a search or run directory) or "
+                         "--node-rate OPS", field="--measured")
+    measured = measured_from_dir(args.measured) if args.measured is not None else Measured(
+        node_rate=_parsed(parse_rate, args.node_rate, "--node-rate"), source="--node-rate")
+    forecast = Forecast(peak=_parsed(parse_rate, args.peak, "--peak"),
+                        growth=_parsed(_growth, args.growth, "--growth"),
+                        horizon_years=_parsed(_years, args.horizon, "--horizon"))
+    target = _parsed(parse_fraction, args.target_hit_ratio, "--target-hit-ratio")
+    budget = _parsed(parse_size, args.memory_budget, "--memory-budget")
+    limits = Limits(node_memory=_parsed(parse_size, args.node_memory, "--node-memory"),
+                    nic_bytes_per_s=_parsed(parse_bandwidth, args.nic, "--nic"),
+                    headroom=_parsed(parse_fraction, args.headroom, "--headroom"),
+                    spare=args.spare, target_hit_ratio=None if budget else target,
+                    memory_budget=budget, gutter=args.gutter)
+    if limits.node_memory < 2**20 or args.spare < 0 or limits.headroom >= 1:
+        raise InputError("expected --node-memory of at least 1MiB, --spare >= 0 and "
+                         "--headroom below 100%", field="--node-memory/--spare/--headroom")
+    try:
+        slabs = SlabClasses(growth_factor=args.growth_factor, min_chunk=args.min_chunk)
+    except ValueError as err:
+        raise InputError(str(err), field="-f/-n") from None
+    ops = args.ops or default_ops(scenario)
+    stream = sample_stream(scenario, StreamSettings(
+        ops=ops, warmup_ops=int(ops * WARMUP_SHARE), op_rate=forecast.planned_rate,
+        sample_rate=_parsed(parse_fraction, args.sample_rate, "--sample-rate"),
+        budget=args.budget, seed=args.seed), slabs)
+    result = make_plan(scenario, stream, measured, forecast, limits, pool_nodes)
+    view.print_parts(view.plan_tables(result))
+    out = rundir.new_run_dir(driver.RESULTS_ROOT, f"plan-{scenario.name}", out=args.out)
+    written = view.render_plan(result, out)
+    _write_json(out, "plan.json", result.to_json())
+    view.print_lines(f"report:  {written[1]}\nresults: {out}")
+    return EXIT_OK
+
+
 def capacity_benchmark(args: Namespace) -> int:
     """`bench capacity benchmark` (make perf): exit 1 when a check misses its bound."""
     from bench.capacity import benchmark as checks

@@ -18,7 +18,8 @@ import re
 _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0,
                    "h": 3600.0, "d": 86400.0}
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
+               "tb": 1000**4, "tib": 1024**4}
 _RATE_UNITS = {"": 1.0, "k": 1e3, "m": 1e6}
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -59,6 +60,26 @@ def parse_rate(value: str | int | float) -> float:
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"expected a rate like 5000, 5k or 5k/s, got {value!r}")
     return float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
+
+
+_BANDWIDTH_PREFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2.0**10,
+                       "mi": 2.0**20, "gi": 2.0**30}
+
+
+def parse_bandwidth(value: str | int | float) -> float:
+    """Bytes per second from a link speed in bits (`10Gbit`, `10Gb/s`, `25Gbps`, `1G`)
+    or in bytes (`1.25GB/s`, `100MiB/s`); a number (not a string) is bytes per second."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"expected a bandwidth > 0, got {value}")
+        return float(value)
+    match = re.fullmatch(_NUMBER + r"\s*([kKmMgGtT]i?)?(bit|bps|b|B)?(?:/s|ps)?",
+                         str(value).strip())
+    if not match or float(match.group(1)) <= 0 or not (match.group(2) or match.group(3)):
+        raise ValueError(f"expected a bandwidth like 10Gbit, 25Gb/s or 1.25GB/s, got {value!r}")
+    scale = _BANDWIDTH_PREFIXES[(match.group(2) or "").lower()]
+    in_bytes = match.group(3) == "B"
+    return float(match.group(1)) * scale / (1.0 if in_bytes else 8.0)
 
 
 def parse_fraction(value: str | int | float) -> float:
@@ -144,6 +165,15 @@ def format_size(size: float) -> str:
             return f"{size:,.0f} B" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024
     return f"{size:,.1f} GiB"
+
+
+def format_bandwidth(bytes_per_s: float) -> str:
+    """Bytes per second as a link speed in bits: 1.25e9 -> `10.0 Gbit/s`."""
+    bits = bytes_per_s * 8
+    for unit, size in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if bits >= size:
+            return f"{bits / size:,.1f} {unit}"
+    return f"{bits:,.0f} bit/s"
 
 
 def format_times(ratio: float | None, digits: int = 2) -> str:

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from bench.units import (format_duration, format_ms, format_percent, format_size, format_times,
-                         format_us, format_whole, parse_duration, parse_fraction)
+from bench.units import (format_bandwidth, format_duration, format_ms, format_percent,
+                         format_size, format_times, format_us, format_whole, parse_bandwidth,
+                         parse_duration, parse_fraction)
 
 
 @pytest.mark.parametrize("text", ["99.9%", "99.99%", "0.1%", "5%", "100%", "0%", "12.5%"])
@@ -48,3 +49,17 @@ def test_formats_for_people(call, expected: str) -> None:
 @pytest.mark.parametrize("missing", [None, math.nan])
 def test_missing_numbers_print_as_a_dash(formatter, missing) -> None:
     assert formatter(missing) == "-"
+
+
+@pytest.mark.parametrize("text, bytes_per_s", [
+    ("10Gbit", 1.25e9), ("10Gb/s", 1.25e9), ("25Gbps", 3.125e9), ("1G", 1.25e8),
+    ("1.25GB/s", 1.25e9), ("100MiB/s", 100 * 2**20), ("10 Gbit/s", 1.25e9)])
+def test_parse_bandwidth_reads_link_speeds_in_bits_or_bytes(text: str, bytes_per_s: float) -> None:
+    assert parse_bandwidth(text) == pytest.approx(bytes_per_s)
+    assert format_bandwidth(parse_bandwidth("10Gbit")) == "10.0 Gbit/s"
+
+
+@pytest.mark.parametrize("text", ["10", "fast", "10Q", "-1Gbit", "0Gbit"])
+def test_parse_bandwidth_refuses_what_it_cannot_read(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a bandwidth"):
+        parse_bandwidth(text)

@@ -28,7 +28,8 @@ import numpy as np
 from bench.capacity.cachesim import MemcachedNode, NodeResult
 from bench.capacity.che import CheModel
 from bench.capacity.slabs import SlabClasses
-from bench.capacity.stream import DEFAULT_BUDGET, SampledStream, StreamSettings, sample_stream
+from bench.capacity.stream import (DEFAULT_BUDGET, SampledStream, StreamSettings, measured_keys,
+                                   placement, sample_stream)
 from bench.errors import InputError
 from bench.scenario.model import Scenario
 
@@ -140,7 +141,7 @@ def simulate(stream: SampledStream, memory_per_node: int) -> MemoryPoint:
         result = node.run(events.times, events.keys, events.codes, events.classes,
                           events.units, events.nbytes, events.ttls)
         results.append(result)
-        key_hits, key_lookups = _per_key(result, events, len(stream.keys))
+        key_hits, key_lookups = _per_key(result, events)
         hot_l, hot_h, residency = _hot_lookups(stream, n, result, measured_ops)
         if residency is not None:
             residency_min = residency if residency_min is None else min(residency_min, residency)
@@ -152,19 +153,19 @@ def simulate(stream: SampledStream, memory_per_node: int) -> MemoryPoint:
     ratio = hits / lookups if lookups else math.nan
     error = _sampling_error(residual, ratio, rate, lookups)
     che = che_hit_ratio(stream, memory_per_node)
-    nodes = _node_shares(stream, shares, lookups)
+    nodes = _node_shares(stream, shares)
     return MemoryPoint(memory_per_node=int(memory_per_node), hit_ratio=ratio, error=error,
                        che=che, nodes=nodes, classes=_class_usage(stream, results),
                        hot_residency_min=residency_min)
 
 
-def _per_key(result: NodeResult, events: Any, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hits and lookups of each key over the measured events."""
+def _per_key(result: NodeResult, events: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Hits and lookups of each key looked up on the node after the warm-up."""
     outcomes = result.outcomes[events.measured_from:]
-    keys = events.keys[events.measured_from:]
     lookup = outcomes >= 0
-    return (np.bincount(keys[lookup], weights=outcomes[lookup], minlength=n_keys),
-            np.bincount(keys[lookup], minlength=n_keys).astype(np.float64))
+    _, key = np.unique(events.keys[events.measured_from:][lookup], return_inverse=True)
+    return (np.bincount(key, weights=outcomes[lookup]).astype(np.float64),
+            np.bincount(key).astype(np.float64))
 
 
 def _hot_lookups(stream: SampledStream, node: int, result: NodeResult, measured_ops: int
@@ -195,17 +196,30 @@ def _sampling_error(residual: list[np.ndarray], ratio: float, rate: float,
     return math.sqrt((1.0 - rate) / rate**2 * spread) / lookups
 
 
-def _node_shares(stream: SampledStream, shares: list[tuple[float, float, NodeResult]],
-                 lookups: float) -> list[NodeShare]:
+def request_shares(stream: SampledStream, nodes: tuple[str, ...] | None = None) -> np.ndarray:
+    """Each node's share of the requests (every op that reaches it) after the warm-up,
+    on the stream's pool or, placing the keys anew, on `nodes`: the ring's skew, which
+    the hottest node's load is made of."""
+    count = len(stream.nodes if nodes is None else nodes)
+    key_node = stream.keys.node if nodes is None else placement(stream.keys.names, nodes)
+    hot_node = stream.hot.node if nodes is None else placement(stream.hot.names, nodes)
+    counts = np.bincount(key_node[measured_keys(stream)], minlength=count) / stream.sample_rate
+    np.add.at(counts, hot_node, stream.hot.accesses * (stream.ops - stream.warmup_ops))
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def _node_shares(stream: SampledStream, shares: list[tuple[float, float, NodeResult]]
+                 ) -> list[NodeShare]:
     working = working_set_by_node(stream)
     total = working.sum()
+    requests = request_shares(stream)
     out = []
     for n, (node_hits, node_lookups, result) in enumerate(shares):
         evicted = result.evictions.sum()
         ages = result.eviction_age_s[result.evictions > 0]
         out.append(NodeShare(
             node=stream.nodes[n], hit_ratio=node_hits / node_lookups if node_lookups else None,
-            request_share=node_lookups / lookups if lookups else 0.0,
+            request_share=float(requests[n]),
             working_set_share=float(working[n] / total) if total else 0.0,
             evictions=float(evicted / stream.sample_rate),
             eviction_age_s=float(np.average(ages, weights=result.evictions[result.evictions > 0]))
@@ -313,7 +327,7 @@ def curve_memories(stream: SampledStream, target: float | None) -> list[int]:
     if len(memories) < 3:
         memories = [per_node * f for f in CURVE_FRACTIONS]
     floor = float(stream.slabs.page_size * max(4, classes_in_use(stream)))
-    ceiling = _round_mib(per_node * 1.05)      # beyond it every touched key fits
+    ceiling = max(_round_mib(per_node * 1.05), _round_mib(floor))  # every touched key fits
     return sorted({min(_round_mib(max(m, floor)), ceiling) for m in memories if m > 0})
 
 
@@ -358,16 +372,15 @@ def memory_report(stream: SampledStream, scenario: str, target: float | None,
             point = next((p for p in curve if p.memory_per_node == wanted), None) \
                 or simulate(stream, wanted)
         pool = che_model(stream)
-        che_memory = pool.memory_for(target) / len(stream.nodes) \
-            if pool is not None and pool.memory_for(target) is not None else None
+        pooled = pool.memory_for(target) if pool is not None else None
+        che_memory = pooled / len(stream.nodes) if pooled is not None else None
     if progress:
         progress(len(sizes) + 1, len(sizes) + 1)
     shown = point or (curve[-1] if curve else None)
     if shown is not None and shown.hot_residency_min is not None \
             and shown.hot_residency_min < RESIDENCY_FLOOR:
         notes.append("at this size the cache evicts within the request interval of some keys "
-                     "counted as resident: lower the sampling budget's hot share or use "
-                     "--sample-rate 1")
+                     "counted apart as resident: raise --budget, or --sample-rate 1")
     return MemoryReport(
         scenario=scenario, nodes=stream.nodes, slabs=stream.slabs.describe(),
         op_rate=stream.op_rate, ops=stream.ops, warmup_ops=stream.warmup_ops,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -140,16 +140,25 @@ class NodeEvents:
     units: np.ndarray
     nbytes: np.ndarray
     ttls: np.ndarray
+    positions: np.ndarray  # op position of each event (-1: prefill)
     measured_from: int     # first event after the warm-up
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def subset(self, which: np.ndarray, warmup_ops: int) -> NodeEvents:
+        """The events at indices `which` (in order), their warm-up boundary found anew."""
+        return NodeEvents(self.times[which], self.keys[which], self.codes[which],
+                          self.classes[which], self.units[which], self.nbytes[which],
+                          self.ttls[which], self.positions[which],
+                          int(np.searchsorted(self.positions[which], warmup_ops)))
 
 
 @dataclass
 class KeyTable:
     """The keys that were simulated, or counted apart as hot."""
 
+    names: list[str]       # the keys as stored (the ring hashes them)
     space: np.ndarray
     node: np.ndarray
     key_bytes: np.ndarray
@@ -173,7 +182,8 @@ class SampledStream:
     op_rate: float
     nodes: list[str]
     slabs: SlabClasses
-    events: list[NodeEvents]
+    merged: NodeEvents                 # every event, in time order
+    events: list[NodeEvents]           # ... split by node
     keys: KeyTable
     hot: KeyTable
     hot_present: np.ndarray            # per hot key: share of its lookups that find it
@@ -220,21 +230,53 @@ def sample_stream(scenario: Scenario, settings: StreamSettings,
         [np.zeros(0, dtype=np.int64) for _ in spaces]
     drawn = _draw(spaces, settings, rate, hot, workload.seed)
     prefill = _prefill(spaces, scenario, rate, hot, workload.seed)
-    ring = KetamaRing(list(settings.nodes)) if len(settings.nodes) > 1 else None
-    events, table = _assemble(spaces, [prefill, drawn], settings, slabs, ring)
-    hot_table, present = _hot_table(spaces, hot, settings, slabs, ring, scenario.load.prefill)
+    merged, table = _assemble(spaces, [prefill, drawn], settings, slabs)
+    hot_table, present = _hot_table(spaces, hot, slabs, scenario.load.prefill)
     irm = all(m.plan.popularity.irm for m in spaces)
-    che_keys, che_weights = _che_population(spaces, slabs, ring, settings.nodes, workload.seed) \
-        if irm else (None, None)
+    che_keys, che_weights = _che_population(spaces, slabs, workload.seed) if irm \
+        else (None, None)
     notes = [] if rate == 1 else [
         f"SHARDS sampling at rate {rate:.3g}: {len(table):,} of {total_keys:,} keys simulated"
         + (f"; the {len(hot_table):,} hottest keys counted apart as resident" if len(hot_table)
            else "")]
-    return SampledStream(sample_rate=rate, ops=settings.ops, warmup_ops=settings.warmup_ops,
-                         op_rate=settings.op_rate, nodes=list(settings.nodes), slabs=slabs,
-                         events=events, keys=table, hot=hot_table, hot_present=present,
-                         irm=irm, total_keys=total_keys, prefilled=bool(len(prefill.pos)),
-                         che_keys=che_keys, che_weights=che_weights, notes=notes)
+    stream = SampledStream(sample_rate=rate, ops=settings.ops, warmup_ops=settings.warmup_ops,
+                           op_rate=settings.op_rate, nodes=[], slabs=slabs, merged=merged,
+                           events=[], keys=table, hot=hot_table, hot_present=present, irm=irm,
+                           total_keys=total_keys, prefilled=bool(len(prefill.pos)),
+                           che_keys=che_keys, che_weights=che_weights, notes=notes)
+    return on_nodes(stream, settings.nodes)
+
+
+def measured_keys(stream: SampledStream) -> np.ndarray:
+    """The key (table index) of every event after the warm-up."""
+    merged = stream.merged
+    return merged.keys[merged.positions >= stream.warmup_ops]
+
+
+def on_nodes(stream: SampledStream, nodes: tuple[str, ...]) -> SampledStream:
+    """The same stream on a pool of `nodes`: every key placed by the ketama ring, the
+    events split accordingly (cheap: the draws are not repeated)."""
+    keys, hot = _placed(stream.keys, nodes), _placed(stream.hot, nodes)
+    che = _placed(stream.che_keys, nodes) if stream.che_keys is not None else None
+    node = keys.node[stream.merged.keys]
+    events = [stream.merged.subset(np.flatnonzero(node == n), stream.warmup_ops)
+              for n in range(len(nodes))]
+    return replace(stream, nodes=list(nodes), keys=keys, hot=hot, che_keys=che, events=events)
+
+
+def _placed(table: KeyTable, nodes: tuple[str, ...]) -> KeyTable:
+    """`table` with each key's node on the ring of `nodes`."""
+    return replace(table, node=placement(table.names, nodes))
+
+
+def placement(names: list[str], nodes: tuple[str, ...]) -> np.ndarray:
+    """The node (index into `nodes`) of each key on the ketama ring of `nodes`."""
+    if len(nodes) == 1:
+        return np.zeros(len(names), dtype=np.int64)
+    ring = KetamaRing(list(nodes))
+    position = {name: i for i, name in enumerate(nodes)}
+    return np.fromiter((position[ring.node_for(k)] for k in names), dtype=np.int64,
+                       count=len(names))
 
 
 def _space_models(workload: Workload, scenario: Scenario) -> list[SpaceModel]:
@@ -387,10 +429,9 @@ def _key_strings(m: SpaceModel, index: np.ndarray) -> list[str]:
 
 
 def _key_facts(spaces: list[SpaceModel], space: np.ndarray, index: np.ndarray,
-               slabs: SlabClasses, ring: KetamaRing | None,
-               nodes: tuple[str, ...]) -> KeyTable:
-    """Node, item size, class and expected touches of each (space, index)."""
-    node = np.zeros(len(index), dtype=np.int64)
+               slabs: SlabClasses) -> KeyTable:
+    """Key, item size, class and expected touches of each (space, index)."""
+    names: list[str] = [""] * len(index)
     key_bytes = np.zeros(len(index), dtype=np.int64)
     nbytes = np.zeros(len(index), dtype=np.int64)
     accesses = np.zeros(len(index))
@@ -400,24 +441,24 @@ def _key_facts(spaces: list[SpaceModel], space: np.ndarray, index: np.ndarray,
         if not len(here):
             continue
         keys = _key_strings(m, index[here])
+        for at, key in zip(here.tolist(), keys):
+            names[at] = key
         key_bytes[here] = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
         values = np.full(len(here), COUNTER_BYTES) if m.space.values == "counter" \
             else m.plan.sizes(index[here])
         nbytes[here] = item_size(key_bytes[here], values)
-        if ring is not None:
-            position = {name: i for i, name in enumerate(nodes)}
-            node[here] = [position[ring.node_for(k)] for k in keys]
         share = m.plan.popularity.probability(index[here]) * m.share
         accesses[here] = share * m.accesses_per_op
         lookups[here] = share * m.lookups_per_op
-    return _table(slabs, space, node, key_bytes, nbytes, accesses, lookups)
+    return _table(slabs, names, space, key_bytes, nbytes, accesses, lookups)
 
 
-def _table(slabs: SlabClasses, space: np.ndarray, node: np.ndarray, key_bytes: np.ndarray,
+def _table(slabs: SlabClasses, names: list[str], space: np.ndarray, key_bytes: np.ndarray,
            nbytes: np.ndarray, accesses: np.ndarray, lookups: np.ndarray) -> KeyTable:
-    return KeyTable(space=space, node=node, key_bytes=key_bytes, nbytes=nbytes,
-                    classes=slabs.class_of(nbytes), units=slabs.chunks(nbytes),
-                    accesses=accesses, lookups=lookups)
+    """A key table on one node (`on_nodes` places the keys on a pool)."""
+    return KeyTable(names=names, space=space, node=np.zeros(len(names), dtype=np.int64),
+                    key_bytes=key_bytes, nbytes=nbytes, classes=slabs.class_of(nbytes),
+                    units=slabs.chunks(nbytes), accesses=accesses, lookups=lookups)
 
 
 def _repeated(pos: np.ndarray, key_id: np.ndarray) -> np.ndarray:
@@ -436,10 +477,8 @@ def _repeated(pos: np.ndarray, key_id: np.ndarray) -> np.ndarray:
 
 
 def _assemble(spaces: list[SpaceModel], parts: list[_Drawn], settings: StreamSettings,
-              slabs: SlabClasses, ring: KetamaRing | None
-              ) -> tuple[list[NodeEvents], KeyTable]:
-    """Events in op order without repeats within a batch, keyed into one key table,
-    split by node."""
+              slabs: SlabClasses) -> tuple[NodeEvents, KeyTable]:
+    """Events in op order without repeats within a batch, keyed into one key table."""
     d = _concat(parts)
     key_id = np.array([m.key_offset for m in spaces], dtype=np.int64)[d.space] + d.index
     kept = np.lexsort((d.sub, d.pos))
@@ -447,24 +486,20 @@ def _assemble(spaces: list[SpaceModel], parts: list[_Drawn], settings: StreamSet
     unique, compact = np.unique(key_id[kept], return_inverse=True)
     first = np.zeros(len(unique), dtype=np.int64)
     first[compact] = kept
-    table = _key_facts(spaces, d.space[first], d.index[first], slabs, ring, settings.nodes)
+    table = _key_facts(spaces, d.space[first], d.index[first], slabs)
     own = d.value_bytes[kept]
     nbytes = np.where(own >= 0, item_size(table.key_bytes[compact], own), table.nbytes[compact])
-    times = np.maximum(d.pos[kept], 0) / settings.op_rate
-    node = table.node[compact]
-    events = []
-    for n in range(len(settings.nodes)):
-        mine = np.flatnonzero(node == n)
-        classes = slabs.class_of(nbytes[mine])
-        events.append(NodeEvents(
-            times=times[mine], keys=compact[mine], codes=d.code[kept][mine], classes=classes,
-            units=slabs.chunks(nbytes[mine]), nbytes=nbytes[mine], ttls=d.ttl[kept][mine],
-            measured_from=int(np.searchsorted(d.pos[kept][mine], settings.warmup_ops))))
-    return events, table
+    positions = d.pos[kept]
+    merged = NodeEvents(times=np.maximum(positions, 0) / settings.op_rate, keys=compact,
+                        codes=d.code[kept], classes=slabs.class_of(nbytes),
+                        units=slabs.chunks(nbytes), nbytes=nbytes, ttls=d.ttl[kept],
+                        positions=positions,
+                        measured_from=int(np.searchsorted(positions, settings.warmup_ops)))
+    return merged, table
 
 
-def _che_population(spaces: list[SpaceModel], slabs: SlabClasses, ring: KetamaRing | None,
-                    nodes: tuple[str, ...], seed: int) -> tuple[KeyTable, np.ndarray]:
+def _che_population(spaces: list[SpaceModel], slabs: SlabClasses, seed: int
+                    ) -> tuple[KeyTable, np.ndarray]:
     """Every key, or per space its hottest keys exactly and CHE_SAMPLE of the others
     drawn uniformly, each standing for its share of them (the weights)."""
     space_parts, index_parts, weight_parts = [], [], []
@@ -483,17 +518,15 @@ def _che_population(spaces: list[SpaceModel], slabs: SlabClasses, ring: KetamaRi
         space_parts.append(np.full(len(index), s))
         index_parts.append(index)
         weight_parts.append(weight)
-    table = _key_facts(spaces, np.concatenate(space_parts), np.concatenate(index_parts),
-                       slabs, ring, nodes)
+    table = _key_facts(spaces, np.concatenate(space_parts), np.concatenate(index_parts), slabs)
     return table, np.concatenate(weight_parts)
 
 
-def _hot_table(spaces: list[SpaceModel], hot: list[np.ndarray], settings: StreamSettings,
-               slabs: SlabClasses, ring: KetamaRing | None, prefill: bool
-               ) -> tuple[KeyTable, np.ndarray]:
+def _hot_table(spaces: list[SpaceModel], hot: list[np.ndarray], slabs: SlabClasses,
+               prefill: bool) -> tuple[KeyTable, np.ndarray]:
     space = np.concatenate([np.full(len(h), s) for s, h in enumerate(hot)]).astype(np.int64)
     index = np.concatenate(hot).astype(np.int64) if hot else np.zeros(0, dtype=np.int64)
-    table = _key_facts(spaces, space, index, slabs, ring, settings.nodes)
+    table = _key_facts(spaces, space, index, slabs)
     present = np.array([spaces[s].present_probability(prefill and spaces[s].space.prefill)
                         for s in space.tolist()])
     return table, present
@@ -504,7 +537,6 @@ def _trace_stream(workload: Workload, settings: StreamSettings,
     """A replayed trace: its own keys, sizes, ops and times (`at`), sampled by a hash
     of the key when a rate is given (never automatically: traces are small)."""
     rate = settings.sample_rate or 1.0
-    ring = KetamaRing(list(settings.nodes)) if len(settings.nodes) > 1 else None
     codes = {"get": cs.LOOKUP, "set": cs.SET, "add": cs.ADD, "replace": cs.REPLACE,
              "delete": cs.DELETE, "incr": cs.INCR, "decr": cs.INCR}
     ids: dict[str, int] = {}
@@ -517,27 +549,21 @@ def _trace_stream(workload: Workload, settings: StreamSettings,
                              len(key), op.value_size, math.ceil(op.ttl)))
     pos, times, keys, code, key_bytes, values, ttls = (np.array(c) for c in zip(*rows)) \
         if rows else (np.zeros(0, dtype=np.int64),) * 7
+    keys = keys.astype(np.int64)
     nbytes = item_size(key_bytes, values)
-    names = list(ids)
-    node = np.array([settings.nodes.index(ring.node_for(k)) for k in names] if ring
-                    else [0] * len(names), dtype=np.int64)
-    per_key = np.zeros(len(names), dtype=np.int64)
-    per_key[keys.astype(np.int64)] = np.arange(len(keys))   # each key's last op
-    table = _table(slabs, np.zeros(len(names), dtype=np.int64), node, key_bytes[per_key],
-                   nbytes[per_key], np.zeros(len(names)), np.zeros(len(names)))
-    events = []
-    for n in range(len(settings.nodes)):
-        mine = np.flatnonzero(node[keys.astype(np.int64)] == n)
-        events.append(NodeEvents(
-            times=times[mine].astype(np.float64), keys=keys[mine].astype(np.int64),
-            codes=code[mine].astype(np.int64), classes=slabs.class_of(nbytes[mine]),
-            units=slabs.chunks(nbytes[mine]), nbytes=nbytes[mine].astype(np.int64),
-            ttls=ttls[mine].astype(np.int64),
-            measured_from=int(np.searchsorted(pos[mine], settings.warmup_ops))))
-    empty = _table(slabs, *(np.zeros(0, dtype=np.int64) for _ in range(4)), np.zeros(0),
+    per_key = np.zeros(len(ids), dtype=np.int64)
+    per_key[keys] = np.arange(len(keys))   # each key's last op
+    table = _table(slabs, list(ids), np.zeros(len(ids), dtype=np.int64), key_bytes[per_key],
+                   nbytes[per_key], np.zeros(len(ids)), np.zeros(len(ids)))
+    merged = NodeEvents(times=times.astype(np.float64), keys=keys, codes=code.astype(np.int64),
+                        classes=slabs.class_of(nbytes), units=slabs.chunks(nbytes),
+                        nbytes=nbytes, ttls=ttls.astype(np.int64), positions=pos.astype(np.int64),
+                        measured_from=int(np.searchsorted(pos, settings.warmup_ops)))
+    empty = _table(slabs, [], *(np.zeros(0, dtype=np.int64) for _ in range(3)), np.zeros(0),
                    np.zeros(0))
-    return SampledStream(sample_rate=rate, ops=settings.ops, warmup_ops=settings.warmup_ops,
-                         op_rate=settings.op_rate, nodes=list(settings.nodes), slabs=slabs,
-                         events=events, keys=table, hot=empty, hot_present=np.zeros(0),
-                         irm=False, total_keys=len(names),
-                         notes=["a trace, replayed with its own times, sizes and ops"])
+    stream = SampledStream(sample_rate=rate, ops=settings.ops, warmup_ops=settings.warmup_ops,
+                           op_rate=settings.op_rate, nodes=[], slabs=slabs, merged=merged,
+                           events=[], keys=table, hot=empty, hot_present=np.zeros(0), irm=False,
+                           total_keys=len(ids),
+                           notes=["a trace, replayed with its own times, sizes and ops"])
+    return on_nodes(stream, settings.nodes)

@@ -10,13 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from bench.capacity.memory import MemoryPoint, MemoryReport
+from bench.capacity.plan import Plan
 from bench.capacity.search import KNEE_PERCENTILES, Probe, SearchResult, SearchSettings
-from bench.units import format_ms, format_percent, format_size, format_whole
+from bench.units import format_bandwidth, format_ms, format_percent, format_size, format_whole
 
 
 def _console() -> Console:
@@ -30,6 +32,11 @@ def print_parts(parts: list[Any], written: Path | None = None) -> None:
         console.print(part)
     if written is not None:
         console.print(f"results: {written}", markup=False)
+
+
+def print_lines(text: str) -> None:
+    """Plain text, no markup (paths may hold brackets)."""
+    _console().print(text, markup=False)
 
 
 def print_search_intro(scenario: str, url: str, settings: SearchSettings, parent: Any) -> None:
@@ -206,3 +213,130 @@ def knee_table(result: SearchResult) -> Table:
 def search_tables(result: SearchResult) -> list[Any]:
     parts: list[Any] = [search_answer(result), knee_table(result)]
     return parts + [Text(f"note: {note}", style="dim") for note in result.notes]
+
+
+# ------------------------------------------------------------------------------ plan
+
+CAPACITY_MD, CAPACITY_HTML = "capacity.md", "capacity.html"
+
+
+def plan_answer(plan: Plan) -> str:
+    """The answer in one sentence, first in every view."""
+    memory = (f"-m {format_size(plan.memory_per_node)} of {format_size(plan.node_memory)}"
+              if plan.memory_per_node else f"-m {format_size(plan.node_memory)}")
+    return (f"{plan.nodes} nodes ({plan.nodes - plan.spare} + {plan.spare} spare) for "
+            f"{format_whole(plan.planned_rate)} ops/s, bound by {plan.binding}; {memory} per "
+            f"node, hit ratio {format_percent(plan.hit_ratio, 2)} with the spares down")
+
+
+def plan_rows(plan: Plan) -> list[tuple[str, str]]:
+    """(what, value) rows of the plan, shared by the terminal, Markdown and HTML."""
+    rows = [("planned rate (pool)", f"{format_whole(plan.planned_rate)} ops/s"),
+            ("nodes", f"{plan.nodes} ({plan.nodes - plan.spare} + {plan.spare} spare)"),
+            ("binding resource", plan.binding)]
+    rows += [(f"nodes for {what}", str(count)) for what, count in plan.counts.items()]
+    rows += [("node rate within the SLO", f"{format_whole(plan.node_rate)} ops/s"),
+             ("hottest node's share", format_percent(plan.hottest_share, 1)),
+             ("memory per node for the target", format_size(plan.memory_per_node)
+              if plan.memory_per_node else "-"),
+             ("node memory (-m)", format_size(plan.node_memory)),
+             ("hit ratio, spares down", format_percent(plan.hit_ratio, 2)),
+             ("network RX per node (hottest)", format_bandwidth(plan.rx_per_node)),
+             ("network TX per node (hottest)", format_bandwidth(plan.tx_per_node)),
+             ("connections per node", format_whole(plan.connections_per_node))]
+    if plan.gutter_nodes is not None:
+        plural = "s" if plan.gutter_nodes > 1 else ""
+        rows.append(("gutter pool", f"{plan.gutter_nodes} node{plural}"))
+    return rows
+
+
+def plan_tables(plan: Plan) -> list[Any]:
+    table = _table(f"capacity plan: {plan.scenario}", "", "")
+    for what, value in plan_rows(plan):
+        table.add_row(what, value)
+    return [Text(plan_answer(plan), style="bold"), table,
+            Text("assumptions:\n" + "\n".join(f"- {a}" for a in plan.assumptions))]
+
+
+def plan_markdown(plan: Plan) -> str:
+    lines = [f"# Capacity plan: {plan.scenario}", "", f"**{plan_answer(plan)}**", "",
+             "| | |", "|---|---:|"]
+    lines += [f"| {what} | {value} |" for what, value in plan_rows(plan)]
+    lines += ["", "## Assumptions", ""] + [f"- {a}" for a in plan.assumptions]
+    if plan.memory:
+        lines += ["", f"## Hit ratio against memory per node ({plan.nodes - plan.spare} nodes)",
+                  "", "| memory/node | simulated | Che |", "|---:|---:|---:|"]
+        lines += [f"| {format_size(p.memory_per_node)} | {format_percent(p.hit_ratio, 2)} | "
+                  f"{format_percent(p.che, 2)} |"
+                  for p in sorted(plan.memory.curve, key=lambda p: p.memory_per_node)]
+    return "\n".join(lines) + "\n"
+
+
+def _curve_figure(report: MemoryReport) -> Any:
+    from matplotlib.figure import Figure
+
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    points = sorted(report.curve, key=lambda p: p.memory_per_node)
+    sizes = [p.memory_per_node for p in points]
+    ax.plot(sizes, [p.hit_ratio * 100 for p in points], "o-", label="simulated (memcached)")
+    if all(p.che is not None for p in points):
+        ax.plot(sizes, [p.che * 100 for p in points], "s--", label="Che (LRU, IRM)")
+    if report.target_hit_ratio:
+        ax.axhline(report.target_hit_ratio * 100, color="grey", lw=0.8, label="target")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda size, _: format_size(size)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(sizes)
+    ax.set_xlabel("memory per node (-m)")
+    ax.set_ylabel("hit ratio (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def _knee_figure(search: dict[str, Any]) -> Any:
+    from matplotlib.figure import Figure
+
+    from bench.output.report import _ms_axis
+
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    probes = sorted((p for p in search["probes"] if p.get("achieved")),
+                    key=lambda p: p["achieved"])
+    for kind, style in (("latency_us", "-"), ("service_us", ":")):
+        for percentile in KNEE_PERCENTILES:
+            ax.plot([p["achieved"] for p in probes],
+                    [p[kind][percentile] or np.nan for p in probes], style, marker="o",
+                    label=f"{kind.split('_')[0]} {percentile}")
+    _ms_axis(ax)
+    ax.set_xlabel("achieved rate (protocol calls/s)")
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def render_plan(plan: Plan, out_dir: Path) -> list[Path]:
+    """capacity.md and capacity.html (answer first, then the plots) into `out_dir`."""
+    from bench.output.report import CSS, _e, _img, _png
+
+    md = out_dir / CAPACITY_MD
+    md.write_text(plan_markdown(plan), encoding="utf-8")
+    rows = "".join(f"<tr><td>{_e(w)}</td><td>{_e(v)}</td></tr>" for w, v in plan_rows(plan))
+    plots = []
+    if plan.memory and plan.memory.curve:
+        plots.append(("Hit ratio against memory per node", _curve_figure(plan.memory)))
+    if plan.search and plan.search.get("probes"):
+        plots.append(("Latency against rate (the knee)", _knee_figure(plan.search)))
+    figures = "".join(f"<h2>{_e(t)}</h2>{_img(t, _png(f), t)}" for t, f in plots)
+    assumptions = "".join(f"<li>{_e(a)}</li>" for a in plan.assumptions)
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>capacity plan: {_e(plan.scenario)}</title><style>{CSS}</style></head><body>"
+            f"<h1>Capacity plan: {_e(plan.scenario)}</h1>"
+            f'<div class="verdict pass">{_e(plan_answer(plan))}</div>'
+            f"<table>{rows}</table>{figures}<h2>Assumptions</h2><ul>{assumptions}</ul>"
+            f"</body></html>\n")
+    html_path = out_dir / CAPACITY_HTML
+    html_path.write_text(page, encoding="utf-8")
+    return [md, html_path]
