@@ -15,8 +15,9 @@ RSS_SECONDS ?= 300
 DURATION ?= 30s
 # 1k/s: what a 2-core machine drives honestly next to its own 9 local servers (measured:
 # send-lag p99 0.75 ms at 1k/s, 1.1 ms at 2k/s, 1.75 ms at the scenario's 5k/s, so INVALID
-# above 1k). RATE= (empty) runs the scenario's own rate.
-RATE     ?= 1k
+# above 1k). Only for the default scenario (another scenario keeps its own load, closed loop
+# included); RATE= (empty) runs mediawiki's own 5k/s.
+RATE     ?= $(if $(filter mediawiki,$(SCENARIO)),1k,)
 TARGET   ?=
 RUN_ARGS := $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(TARGET),--target $(TARGET))
 
