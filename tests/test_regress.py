@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from bench import cluster, machine
-from bench.analysis.compare import Row, Tolerance, compare_rounds, paired_log_test
+from bench.analysis.compare import ALPHA, Row, Tolerance, compare_rounds, holm, paired_log_test
 from bench.analysis.runs import load_runs
 from bench.cli import main
 from bench.errors import EXIT_INVALID, BenchError
@@ -219,6 +219,27 @@ def test_paired_log_test_of_constant_ratios() -> None:
     assert p_value == 0.0 and low == high == pytest.approx(0.5)
     p_value, low, high = paired_log_test(np.log([1.4, 1.5, 1.6, 1.5]))
     assert p_value < 0.01 and 0.3 < low < 0.5 < high < 0.7
+
+
+def test_holm_adjusts_each_p_by_its_rank() -> None:
+    """The textbook case: the i-th smallest of m p-values times (m - i + 1), kept monotone."""
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == []
+
+
+def test_holm_bounds_the_false_alarms_of_a_whole_gate() -> None:
+    """2,000 simulated A/A gates (fixed seed), each 15 rows of 6 rounds of normal log
+    ratios with no change: rows judged one by one at p < ALPHA fail about
+    1 - 0.99^15 = 14% of the gates; Holm-adjusted, at most ALPHA of them. The bounds are
+    binomial: P(X >= 40 | 2000, 0.01) < 1e-4, P(X < 200 | 2000, 0.14) < 1e-9."""
+    from scipy.stats import ttest_1samp
+
+    raw = ttest_1samp(np.random.default_rng(9).normal(0, 0.1, (2000, 15, 6)), 0.0,
+                      axis=-1).pvalue
+    any_raw = int((raw < ALPHA).any(axis=1).sum())
+    any_adjusted = sum(min(holm(list(gate))) < ALPHA for gate in raw)
+    assert any_raw >= 200, any_raw
+    assert any_adjusted < 40, any_adjusted
 
 
 def test_rounds_alternate_abba() -> None:
