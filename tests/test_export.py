@@ -23,6 +23,7 @@ HELP = re.compile(rf"# HELP ({NAME}) .+")
 TYPE = re.compile(rf"# TYPE ({NAME}) (counter|gauge|summary|histogram|untyped)")
 SLO = {"objectives": [{"ops": ["get"], "percentile": "99%", "under": "900us", "name": "fast gets"}],
        "errors": {"max": "1%"}}
+EASY_SLO = {"objectives": [{"ops": ["get"], "percentile": "99%", "under": "1s"}]}
 
 
 def parse_exposition(text: str) -> dict[tuple[str, frozenset], float]:
@@ -89,6 +90,18 @@ def test_prometheus_exposition_parses_and_matches_summary(run_dir: Path) -> None
     assert samples[("cachebench_slo_error_budget_burn_rate", frozenset())] == \
         pytest.approx(5 / 1005 / 0.01)
     assert samples[("cachebench_duration_seconds", frozenset())] == 3
+
+
+def test_a_partial_run_that_met_its_slo_is_no_pass(tmp_path: Path) -> None:
+    """An interrupted run whose measured part met the SLO: slo_passed 0, slo_partial 1
+    (the exit status of such a run is 3, and an alert on the gauge must agree)."""
+    path = make_run_dir(tmp_path, {"get": [[100] * 50]}, slo=EASY_SLO, status="interrupted")
+    run = load_runs([path])
+    summary = summarize(run, slo_for(run, None))
+    assert summary.slo is not None and summary.slo.passed and summary.slo.partial
+    samples = parse_exposition(to_prometheus(summary))
+    assert samples[("cachebench_slo_passed", frozenset())] == 0
+    assert samples[("cachebench_slo_partial", frozenset())] == 1
 
 
 def test_label_values_are_escaped() -> None:

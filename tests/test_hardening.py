@@ -20,7 +20,7 @@ from bench.cli import main
 from bench.errors import OutputError
 from bench.results.recorder import histogram_from_values
 from bench.results.rundir import RunInfo, RunWriter, new_run_dir, read_run_info
-from bench.scenario.model import MAX_SCENARIO_BYTES
+from bench.scenario.yamldoc import MAX_DOCUMENT_BYTES
 from helpers_rundir import START, make_run_dir
 
 SLO = {"objectives": [{"ops": ["get"], "percentile": "99%", "under": "1ms"}],
@@ -185,9 +185,19 @@ def test_oversize_scenario_is_refused_before_parsing(tmp_path: Path,
         out.write("name: big\nkeyspaces:\n  - name: a\n    keys: 10\n    mix: {get: 1}\n"
                   "    vars:\n      x:\n")
         out.writelines(f"        - value-{i:08d}\n" for i in range(2_000_000))
-    assert scenario.stat().st_size > 30 * MAX_SCENARIO_BYTES
+    assert scenario.stat().st_size > 30 * MAX_DOCUMENT_BYTES
     for argv in (["scenarios", "validate", str(scenario)], ["run", str(scenario)]):
         one_line_exit_2(argv, capsys, f"{scenario}: larger than 1 MiB")
+
+
+def test_oversize_slo_file_is_refused_before_parsing(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """An SLO file goes through the same cap as a scenario: one line, exit 2."""
+    slo = tmp_path / "big-slo.yaml"
+    slo.write_text("objectives:\n" + "# padding\n" * (MAX_DOCUMENT_BYTES // 10 + 1))
+    run = make_run_dir(tmp_path, {"get": [[100]]})
+    one_line_exit_2(["analyze", str(run), "--slo", str(slo)], capsys,
+                    f"{slo}: larger than 1 MiB")
 
 
 def test_a_directory_given_as_scenario(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -110,8 +110,14 @@ def _slo(out: Exposition, summary: Summary) -> None:
     verdict = summary.slo
     if not verdict or verdict.passed is None:
         return
-    out.family("slo_passed", "gauge", "1 when the run met its SLO, 0 when not.")
-    out.sample("slo_passed", int(verdict.passed))
+    # A run that did not complete met its SLO only over what it measured: not a pass an
+    # alert should trust (its exit status is 3), so 0, and slo_partial says why.
+    out.family("slo_passed", "gauge",
+               "1 when the run completed and met its SLO, 0 when not.")
+    out.sample("slo_passed", int(verdict.passed and not verdict.partial))
+    out.family("slo_partial", "gauge",
+               "1 when the verdict covers a run that did not complete (what it measured).")
+    out.sample("slo_partial", int(verdict.partial))
     out.family("slo_objective_passed", "gauge", "1 when the latency objective was met.")
     for objective in verdict.objectives:
         if objective.passed is not None:

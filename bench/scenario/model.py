@@ -96,7 +96,7 @@ from bench.scenario import keys as mwkeys
 from bench.scenario.slo import SloSpec, parse_slo
 from bench.scenario.trace import read_trace
 from bench.scenario.validity import ValiditySpec, parse_validity
-from bench.scenario.yamldoc import StrictModel, YamlDoc, error_at, input_error
+from bench.scenario.yamldoc import StrictModel, YamlDoc, error_at, input_error, read_document
 from bench.units import parse_duration, parse_fraction, parse_rate, parse_size
 from bench.vocabulary import ALL_OPS, COUNTER_OPS, entry_op
 
@@ -105,10 +105,6 @@ SCENARIO_DIRS: list[Path] = [Path(__file__).resolve().parents[2] / "scenarios"]
 
 #: Every key the harness writes starts with this (DESIGN.md: only keys under our prefix).
 DEFAULT_KEY_PREFIX = "cb:"
-
-#: A scenario file larger than this is refused before it is parsed: composing the YAML
-#: of a 33 MB file took minutes and gigabytes before the node limit could apply.
-MAX_SCENARIO_BYTES = 2**20
 
 # ----------------------------------------------------------------------------- quantities
 
@@ -941,16 +937,7 @@ def scenario_names() -> list[str]:
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load a scenario by name (scenarios/<name>.yaml) or path; InputError when bad."""
     path = resolve_scenario(name_or_path)
-    try:
-        with open(path, "rb") as handle:  # never more than the cap into memory
-            data = handle.read(MAX_SCENARIO_BYTES + 1)
-        if len(data) > MAX_SCENARIO_BYTES:
-            raise InputError(f"larger than {MAX_SCENARIO_BYTES // 2**20} MiB; a scenario is "
-                             "a few KiB (big tables belong in a value_size or trace file)",
-                             file=str(path))
-        text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read the scenario: {err}", file=str(path)) from None
+    text = read_document(str(path), "scenario")
     return parse_scenario(text, str(path))
 
 

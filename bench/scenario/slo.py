@@ -27,12 +27,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from bench.errors import InputError
 from bench.scenario.validity import ValiditySpec
-from bench.scenario.yamldoc import StrictModel, error_path, field_path
+from bench.scenario.yamldoc import StrictModel, YamlDoc, error_path, field_path, read_document
 from bench.units import format_percent, format_us, parse_duration, parse_fraction
 from bench.vocabulary import RECORDED_OPS
 
@@ -170,15 +169,7 @@ def parse_slo(data: Any, file: str | None = None) -> SloSpec:
 
 def load_slo(path: str | Path) -> SloSpec:
     """Read and validate an SLO YAML file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InputError(f"cannot read SLO file: {err.strerror}", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise InputError("expected a UTF-8 text file (YAML)", file=str(path)) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(err, 'problem', err)}", file=str(path),
-                         line=mark.line + 1 if mark else None) from None
+    doc = YamlDoc(read_document(str(path), "SLO file"), str(path),
+                  expected="an SLO mapping (objectives, errors, ...)")
+    data = doc.data
     return parse_slo(data, file=str(path))

@@ -23,6 +23,9 @@ from bench.errors import InputError
 
 #: A YAML document that expands to more nodes than this (alias bombs) is refused.
 MAX_YAML_NODES = 200_000
+#: A scenario or SLO file larger than this is refused before it is parsed: composing the
+#: YAML of a 33 MB file took minutes and gigabytes before the node limit could apply.
+MAX_DOCUMENT_BYTES = 2**20
 
 #: Where a value sits in parsed data: mapping keys and list indexes from the top.
 DataPath = tuple[Any, ...]
@@ -63,10 +66,29 @@ def error_at(path: DataPath, message: str) -> PydanticCustomError:
     return PydanticCustomError("at", "{message}", {"message": message, "at": path})
 
 
+def read_document(path: str, what: str) -> str:
+    """The UTF-8 text of a scenario or SLO file (`what`), never more than
+    MAX_DOCUMENT_BYTES read into memory: such a file is a few KiB, and a 10 GiB one
+    (a log passed by mistake) should be one clear error, not an exhausted machine."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_DOCUMENT_BYTES + 1)
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise InputError(f"larger than {MAX_DOCUMENT_BYTES // 2**20} MiB; a {what} is "
+                             "a few KiB (big tables belong in a value_size or trace file)",
+                             file=path)
+        return data.decode("utf-8")
+    except OSError as err:
+        raise InputError(f"cannot read the {what}: {err.strerror}", file=path) from None
+    except UnicodeDecodeError:
+        raise InputError("expected a UTF-8 text file (YAML)", file=path) from None
+
+
 class YamlDoc:
     """Parsed YAML plus the line (1-based) where each mapping key / list item starts."""
 
-    def __init__(self, text: str, file: str | None) -> None:
+    def __init__(self, text: str, file: str | None,
+                 expected: str = "a scenario mapping (name, load, keyspaces)") -> None:
         self.file = file
         self.lines: dict[DataPath, int] = {}
         self._visited = 0
@@ -78,8 +100,7 @@ class YamlDoc:
         try:
             node = loader.get_single_node()
             if node is None:
-                raise InputError("the file is empty; expected a scenario mapping "
-                                 "(name, load, keyspaces)", file=file)
+                raise InputError(f"the file is empty; expected {expected}", file=file)
             self._record(loader, node, (), set())
             self.data = loader.construct_document(node)
         except yaml.MarkedYAMLError as err:
