@@ -382,7 +382,14 @@ def test_beyond_the_harness_ceiling_a_run_is_invalid_and_well_below_it_valid(
     assert "INVALID: the load generator fell behind" in capsys.readouterr().out
 
     rate = min(ceiling / 2, 500.0)
-    rc, under = bench_run(memcached_server.url, tmp_path / "under", "--rate", f"{rate:.0f}")
+    # One retry: a shared VM that stalls a few ms during a 5 s run makes one run honestly
+    # INVALID (a CI run: send lag p99 4.3 ms at 500/s). Two in a row far below the
+    # ceiling means the verdict, not the machine, is wrong.
+    for attempt in (1, 2):
+        rc, under = bench_run(memcached_server.url, tmp_path / f"under-{attempt}", "--rate",
+                              f"{rate:.0f}")
+        if rc == EXIT_OK:
+            break
     v = under["validity"]
     assert rc == EXIT_OK and v["valid"] is True, (ceiling, v)
     assert v["rate_ratio"] >= 0.95 and v["send_lag_us"]["p99"] <= 1000
