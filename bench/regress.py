@@ -20,7 +20,8 @@ Verdict, per op and statistic (p50, p90, p99, p99.9, max): a PAIRED test over ro
 ln(candidate_k / baseline_k) of the two runs' whole-run percentiles; a one-sample t-test
 of those ratios against 0 (p < 0.01, Holm-adjusted over every row judged, so that
 0.01 bounds the chance of any false alarm in the whole gate:
-compare.family_adjusted) with a 95% CI that excludes 0 makes a change real, and a real increase beyond the tolerance (the geometric mean ratio - 1, and
+compare.family_adjusted) with a 95% CI that excludes 0 makes a change real, and a real
+increase beyond the tolerance (the geometric mean ratio - 1, and
 --min-delta in absolute time) is a regression. A percentile is judged only where every
 round has at least 10 samples above it (compare.MIN_TAIL_SAMPLES: never the max, nor
 the p99.9 of a rare op, which are one sample's luck). Why rounds and not intervals: the

@@ -75,8 +75,8 @@ def read_document(path: str, what: str) -> str:
             data = handle.read(MAX_DOCUMENT_BYTES + 1)
         if len(data) > MAX_DOCUMENT_BYTES:
             raise InputError(f"larger than {MAX_DOCUMENT_BYTES // 2**20} MiB; a {what} is "
-                             "a few KiB (big tables belong in a value_size or trace file)",
-                             file=path)
+                             "a few KiB (a scenario's big tables belong in a value_size or "
+                             "trace file)", file=path)
         return data.decode("utf-8")
     except OSError as err:
         raise InputError(f"cannot read the {what}: {err.strerror}", file=path) from None
